@@ -1,0 +1,348 @@
+//! The `soak` command line: parse, dispatch, print, and map every outcome to
+//! the exit codes of DESIGN.md in one place ([`Outcome::code`]).
+
+use crate::clock::{human, now_ms, rfc3339_ms};
+use crate::config::{Config, ConfigError, units::parse_duration};
+use crate::journal::{self, Journal, Record};
+use crate::plan::Plan;
+use crate::record::{Note, Recorder, Severity};
+use crate::supervise::Supervisor;
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "soak",
+    version,
+    about = "Prove a hardened service is hard: supervise it, break it, watch it, judge it."
+)]
+pub struct Cli {
+    /// Plain output: no colour (also when piped or NO_COLOR is set).
+    #[arg(long, global = true)]
+    plain: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check config files and report errors with file:line:col (exit 0 or 2).
+    Validate {
+        /// Files to check; default: the soak.toml found from here upward.
+        paths: Vec<PathBuf>,
+    },
+    /// Run services under soak's supervisor until Ctrl-C, SIGTERM or --for.
+    Up {
+        /// The config file; default: soak.toml here or in a parent directory.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Stop after this long, e.g. "30s", "2h".
+        #[arg(long = "for", value_parser = parse_for)]
+        run_for: Option<Duration>,
+        /// Services to run; default: all.
+        services: Vec<String>,
+    },
+}
+
+fn parse_for(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// What a command ended with; one place turns it into an exit code.
+pub enum Outcome {
+    /// Every assertion passed, or the command simply worked.
+    Pass,
+    /// An assertion failed.
+    Fail,
+    /// Bad usage or config (already printed).
+    Usage,
+    /// Inconclusive, or soak itself could not do its job.
+    Harness(String),
+}
+
+impl Outcome {
+    pub fn code(&self) -> u8 {
+        match self {
+            Outcome::Pass => 0,
+            Outcome::Fail => 1,
+            Outcome::Usage => 2,
+            Outcome::Harness(_) => 3,
+        }
+    }
+}
+
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // clap's help and version are successes; everything else is usage.
+            return std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let style = Style::detect(cli.plain);
+    let outcome = match cli.command {
+        Command::Validate { paths } => validate(&paths),
+        Command::Up {
+            config,
+            run_for,
+            services,
+        } => with_runtime(up(config, run_for, services, style)),
+    };
+    if let Outcome::Harness(msg) = &outcome {
+        eprintln!("soak: {msg}");
+    }
+    std::process::ExitCode::from(outcome.code())
+}
+
+fn with_runtime(f: impl std::future::Future<Output = Outcome>) -> Outcome {
+    // One thread is plenty: soak waits on pipes, sockets and timers, and a
+    // small footprint matters on a 1 GB VPS.
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => Outcome::Harness(format!("cannot start the async runtime: {e}")),
+    }
+}
+
+fn config_error(e: &ConfigError) -> Outcome {
+    eprint!("{e}");
+    Outcome::Usage
+}
+
+fn validate(paths: &[PathBuf]) -> Outcome {
+    let paths = if paths.is_empty() {
+        match Config::find(None) {
+            Ok(p) => vec![p],
+            Err(e) => return config_error(&e),
+        }
+    } else {
+        paths.to_vec()
+    };
+    let mut ok = true;
+    for p in &paths {
+        match Config::load(p) {
+            Ok(c) => println!(
+                "ok: {} ({} service(s), {} workload(s))",
+                p.display(),
+                c.services.len(),
+                c.workloads.len()
+            ),
+            Err(e) => {
+                eprint!("{e}");
+                ok = false;
+            }
+        }
+    }
+    if ok { Outcome::Pass } else { Outcome::Usage }
+}
+
+/// Where run directories go: the config's `reports`, else `reports/` here.
+fn reports_dir(config: &Config) -> PathBuf {
+    config
+        .harness
+        .reports
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports"))
+}
+
+fn shim_exe() -> Result<PathBuf, Outcome> {
+    std::env::current_exe()
+        .map_err(|e| Outcome::Harness(format!("cannot find soak's own binary for the shim: {e}")))
+}
+
+async fn up(
+    config: Option<PathBuf>,
+    run_for: Option<Duration>,
+    services: Vec<String>,
+    style: Style,
+) -> Outcome {
+    let config = match Config::find(config.as_deref()).and_then(|p| Config::load(&p)) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    let shim = match shim_exe() {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    let run_dir = match crate::rundir::create(&reports_dir(&config), "up") {
+        Ok(d) => d,
+        Err(e) => return Outcome::Harness(format!("cannot create the run directory: {e}")),
+    };
+    let plan = match Plan::new(&config, &services, &run_dir) {
+        Ok(p) => p,
+        Err(e @ crate::plan::PlanError::UnknownService { .. }) => {
+            eprintln!("error: {e}");
+            return Outcome::Usage;
+        }
+        Err(e) => return Outcome::Harness(e.to_string()),
+    };
+    let journal_path = run_dir.join("journal.sqlite");
+    let journal = match Journal::create(&journal_path) {
+        Ok(j) => j,
+        Err(e) => return Outcome::Harness(e.to_string()),
+    };
+    let run_id = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    journal.tx().send(Record::Run {
+        id: run_id,
+        scenario: None,
+        started_at: now_ms(),
+        seed: None,
+        config: std::fs::read_to_string(&config.path).unwrap_or_default(),
+    });
+    println!(
+        "{}",
+        style.dim(&format!(
+            "run {} ({} service(s)); journal {}",
+            run_dir.display(),
+            plan.services.len(),
+            journal_path.display()
+        ))
+    );
+
+    let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(print_notes(notes_rx, style));
+    let recorder = Recorder::new(journal.tx(), Some(notes_tx));
+    let supervisor = Supervisor::start(&plan, &recorder, shim);
+
+    let reason = wait_for_end(run_for).await;
+    recorder.event(
+        None,
+        "run-ending",
+        serde_json::json!({"reason": reason}),
+        Severity::Info,
+        format!("{reason}: stopping services"),
+    );
+    supervisor.stop_all().await;
+    recorder.journal.send(Record::RunEnded {
+        ended_at: now_ms(),
+        interrupted: false,
+    });
+    drop(recorder);
+    let _ = printer.await;
+    journal.close();
+
+    match journal::read(&journal_path) {
+        Ok(data) => {
+            print_summary(&data, style);
+            Outcome::Pass
+        }
+        Err(e) => Outcome::Harness(format!("cannot read back the journal: {e}")),
+    }
+}
+
+/// Waits for Ctrl-C, SIGTERM or the end of `run_for`; says which.
+async fn wait_for_end(run_for: Option<Duration>) -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let deadline = async {
+        match run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = deadline => "time is up",
+        _ = async { match &mut int { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "interrupted",
+        _ = async { match &mut term { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "terminated",
+    }
+}
+
+async fn print_notes(mut rx: tokio::sync::mpsc::UnboundedReceiver<Note>, style: Style) {
+    while let Some(n) = rx.recv().await {
+        let time = &rfc3339_ms(n.ts)[11..23];
+        let service = n.service.as_deref().unwrap_or("soak");
+        println!(
+            "{} {:<12} {}",
+            style.dim(time),
+            style.bold(service),
+            style.severity(n.severity, &n.text)
+        );
+    }
+}
+
+fn print_summary(data: &journal::RunData, style: Style) {
+    let summary = crate::report::summarize(data);
+    println!();
+    println!(
+        "{}",
+        style.bold(&format!(
+            "{:<14} {:>12} {:>9} {:>11} {:>7}  last exit",
+            "service", "incarnations", "planned", "unplanned", "orphans"
+        ))
+    );
+    for (name, s) in &summary {
+        println!(
+            "{:<14} {:>12} {:>9} {:>11} {:>7}  {}",
+            name,
+            s.incarnations,
+            s.restarts.planned,
+            s.restarts.unplanned,
+            s.orphans,
+            s.last_exit.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(run) = &data.run {
+        let took = run.ended_at.unwrap_or_else(now_ms) - run.started_at;
+        println!(
+            "{}",
+            style.dim(&format!(
+                "ran {}",
+                human(Duration::from_millis(took.max(0) as u64))
+            ))
+        );
+    }
+}
+
+/// Colour on a terminal; plain when piped, with --plain, or with NO_COLOR.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    colour: bool,
+}
+
+impl Style {
+    pub fn detect(plain: bool) -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            colour: !plain && !no_color && std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    pub fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+
+    pub fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+
+    pub fn severity(&self, sev: Severity, s: &str) -> String {
+        match sev {
+            Severity::Info => s.to_string(),
+            Severity::Good => self.paint("32", s),
+            Severity::Warn => self.paint("33", s),
+            Severity::Bad => self.paint("31", s),
+        }
+    }
+}
+
+/// Resolves a path given on the command line against the current directory.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

@@ -1,0 +1,482 @@
+//! The journal: one SQLite file per run, the single source of truth.
+//!
+//! Everything that happens is sent as a [`Record`] down one channel to one
+//! writer thread, which batches records into transactions committed at least
+//! every [`COMMIT_EVERY`]. WAL mode keeps the file readable while the run goes
+//! on (`sqlite3 journal.sqlite` works mid-run) and consistent when soak is
+//! SIGKILLed: a torn batch is rolled back on the next open, so at most the
+//! last quarter second is lost.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs(
+  id TEXT PRIMARY KEY, scenario TEXT, started_at INTEGER NOT NULL, ended_at INTEGER,
+  seed INTEGER, soak_version TEXT NOT NULL, config TEXT, interrupted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS incarnations(
+  id INTEGER PRIMARY KEY, service TEXT NOT NULL, pid INTEGER, started_at INTEGER NOT NULL,
+  ready_at INTEGER, ended_at INTEGER, exit_code INTEGER, signal TEXT, cause TEXT, orphans INTEGER);
+CREATE TABLE IF NOT EXISTS events(
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, service TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples(
+  ts INTEGER NOT NULL, incarnation INTEGER NOT NULL, rss_bytes INTEGER, cpu_seconds REAL,
+  fds INTEGER, threads INTEGER, processes INTEGER);
+CREATE INDEX IF NOT EXISTS events_by_kind ON events(kind, ts);
+CREATE INDEX IF NOT EXISTS samples_by_incarnation ON samples(incarnation, ts);
+";
+
+/// Why an incarnation ended. The names are the journal's `cause` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// Killed on purpose by a scenario step.
+    Planned,
+    /// Died on its own (crash or exit).
+    Unplanned,
+    /// Killed by the supervisor because its health probe failed.
+    Hung,
+    /// Died on its own and the start limit forbade another start.
+    GaveUp,
+    /// Stopped by soak at the end of the run or on request.
+    Stopped,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Planned => "planned",
+            Cause::Unplanned => "unplanned",
+            Cause::Hung => "hung",
+            Cause::GaveUp => "gave-up",
+            Cause::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Record {
+    Run {
+        id: String,
+        scenario: Option<String>,
+        started_at: i64,
+        seed: Option<i64>,
+        config: String,
+    },
+    RunEnded {
+        ended_at: i64,
+        interrupted: bool,
+    },
+    Started {
+        incarnation: i64,
+        service: String,
+        pid: i32,
+        started_at: i64,
+    },
+    Ready {
+        incarnation: i64,
+        ready_at: i64,
+    },
+    Ended {
+        incarnation: i64,
+        ended_at: i64,
+        exit_code: Option<i32>,
+        signal: Option<String>,
+        cause: Cause,
+        orphans: usize,
+    },
+    Event {
+        ts: i64,
+        service: Option<String>,
+        kind: String,
+        detail: serde_json::Value,
+    },
+    Sample {
+        ts: i64,
+        incarnation: i64,
+        rss_bytes: u64,
+        cpu_seconds: f64,
+        fds: u32,
+        threads: u32,
+        processes: u32,
+    },
+    /// Answers once everything sent before it is committed.
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// The sending side, cheap to clone; the writer thread ends when every clone
+/// and the [`Journal`] are dropped.
+#[derive(Clone)]
+pub struct JournalTx {
+    tx: mpsc::Sender<Record>,
+    next_incarnation: Arc<AtomicI64>,
+}
+
+impl JournalTx {
+    pub fn send(&self, r: Record) {
+        // A closed journal means the run is ending; late records have nowhere to go.
+        let _ = self.tx.send(r);
+    }
+
+    pub fn event(&self, service: Option<&str>, kind: &str, detail: serde_json::Value) {
+        self.send(Record::Event {
+            ts: crate::clock::now_ms(),
+            service: service.map(str::to_string),
+            kind: kind.to_string(),
+            detail,
+        });
+    }
+
+    /// Incarnation ids are handed out here, not by SQLite, so the supervisor
+    /// knows an id without waiting for the writer.
+    pub fn new_incarnation_id(&self) -> i64 {
+        self.next_incarnation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Blocks until everything sent so far is committed.
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Record::Flush(tx));
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+    }
+}
+
+pub struct Journal {
+    tx: JournalTx,
+    writer: JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("journal {path}: {source}")]
+pub struct JournalError {
+    pub path: String,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+fn open(path: &Path) -> Result<Connection, JournalError> {
+    let wrap = |source| JournalError {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(wrap)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(wrap)?;
+    // NORMAL in WAL mode: a commit can be lost on power failure but the file
+    // is never corrupt, and each commit costs no fsync.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(wrap)?;
+    conn.execute_batch(SCHEMA).map_err(wrap)?;
+    Ok(conn)
+}
+
+impl Journal {
+    /// Creates (or reopens) the journal and starts its writer thread.
+    pub fn create(path: &Path) -> Result<Journal, JournalError> {
+        let conn = open(path)?;
+        let next: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(id), 0) + 1 FROM incarnations",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|source| JournalError {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("soak-journal".into())
+            .spawn(move || write_loop(conn, rx))
+            .expect("spawning the journal thread");
+        Ok(Journal {
+            tx: JournalTx {
+                tx,
+                next_incarnation: Arc::new(AtomicI64::new(next)),
+            },
+            writer,
+        })
+    }
+
+    pub fn tx(&self) -> JournalTx {
+        self.tx.clone()
+    }
+
+    /// Commits everything and stops the writer. Other `JournalTx` clones must
+    /// be dropped first or this waits for them.
+    pub fn close(self) {
+        self.tx.flush();
+        drop(self.tx);
+        let _ = self.writer.join();
+    }
+}
+
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Record>) {
+    while let Ok(first) = rx.recv() {
+        let started = Instant::now();
+        let mut flushes = Vec::new();
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                eprintln!("soak: journal: cannot begin a transaction: {e}");
+                continue;
+            }
+        };
+        let mut next = Some(first);
+        while let Some(record) = next.take() {
+            match record {
+                Record::Flush(done) => flushes.push(done),
+                r => {
+                    if let Err(e) = apply(&tx, &r) {
+                        eprintln!("soak: journal: cannot record {r:?}: {e}");
+                    }
+                }
+            }
+            if !flushes.is_empty() {
+                break;
+            }
+            let left = COMMIT_EVERY.saturating_sub(started.elapsed());
+            next = rx.recv_timeout(left).ok();
+        }
+        if let Err(e) = tx.commit() {
+            eprintln!("soak: journal: commit failed: {e}");
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+    }
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
+    match r {
+        Record::Run {
+            id,
+            scenario,
+            started_at,
+            seed,
+            config,
+        } => tx.execute(
+            "INSERT OR REPLACE INTO runs(id, scenario, started_at, seed, soak_version, config) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, scenario, started_at, seed, env!("CARGO_PKG_VERSION"), config],
+        ),
+        Record::RunEnded { ended_at, interrupted } => tx.execute(
+            "UPDATE runs SET ended_at = ?1, interrupted = ?2",
+            params![ended_at, *interrupted as i64],
+        ),
+        Record::Started {
+            incarnation,
+            service,
+            pid,
+            started_at,
+        } => tx.execute(
+            "INSERT INTO incarnations(id, service, pid, started_at) VALUES (?1, ?2, ?3, ?4)",
+            params![incarnation, service, pid, started_at],
+        ),
+        Record::Ready { incarnation, ready_at } => tx.execute(
+            "UPDATE incarnations SET ready_at = ?2 WHERE id = ?1 AND ready_at IS NULL",
+            params![incarnation, ready_at],
+        ),
+        Record::Ended {
+            incarnation,
+            ended_at,
+            exit_code,
+            signal,
+            cause,
+            orphans,
+        } => tx.execute(
+            "UPDATE incarnations SET ended_at = ?2, exit_code = ?3, signal = ?4, cause = ?5, orphans = ?6 WHERE id = ?1",
+            params![incarnation, ended_at, exit_code, signal, cause.as_str(), *orphans as i64],
+        ),
+        Record::Event {
+            ts,
+            service,
+            kind,
+            detail,
+        } => tx.execute(
+            "INSERT INTO events(ts, service, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![ts, service, kind, detail.to_string()],
+        ),
+        Record::Sample {
+            ts,
+            incarnation,
+            rss_bytes,
+            cpu_seconds,
+            fds,
+            threads,
+            processes,
+        } => tx.execute(
+            "INSERT INTO samples(ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![ts, incarnation, *rss_bytes as i64, cpu_seconds, fds, threads, processes],
+        ),
+        Record::Flush(_) => Ok(0),
+    }
+    .map(|_| ())
+}
+
+/// What a finished (or interrupted) run's journal holds, read back whole:
+/// the input of verdicts, reports and summaries.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunData {
+    pub run: Option<RunRow>,
+    pub incarnations: Vec<IncarnationRow>,
+    pub events: Vec<EventRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub scenario: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub seed: Option<i64>,
+    pub soak_version: String,
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IncarnationRow {
+    pub id: i64,
+    pub service: String,
+    pub pid: Option<i32>,
+    pub started_at: i64,
+    pub ready_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub cause: Option<String>,
+    pub orphans: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub ts: i64,
+    pub service: Option<String>,
+    pub kind: String,
+    pub detail: serde_json::Value,
+}
+
+/// Opens a journal for reading (also one a killed run left behind).
+pub fn read(path: &Path) -> Result<RunData, JournalError> {
+    let wrap = |source| JournalError {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(wrap)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+    let run = conn
+        .query_row(
+            "SELECT id, scenario, started_at, ended_at, seed, soak_version, interrupted FROM runs LIMIT 1",
+            [],
+            |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    scenario: r.get(1)?,
+                    started_at: r.get(2)?,
+                    ended_at: r.get(3)?,
+                    seed: r.get(4)?,
+                    soak_version: r.get(5)?,
+                    interrupted: r.get::<_, i64>(6)? != 0,
+                })
+            },
+        )
+        .optional()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT id, service, pid, started_at, ready_at, ended_at, exit_code, signal, cause, orphans FROM incarnations ORDER BY id")
+        .map_err(wrap)?;
+    let incarnations = stmt
+        .query_map([], |r| {
+            Ok(IncarnationRow {
+                id: r.get(0)?,
+                service: r.get(1)?,
+                pid: r.get(2)?,
+                started_at: r.get(3)?,
+                ready_at: r.get(4)?,
+                ended_at: r.get(5)?,
+                exit_code: r.get(6)?,
+                signal: r.get(7)?,
+                cause: r.get(8)?,
+                orphans: r.get(9)?,
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT id, ts, service, kind, detail FROM events ORDER BY ts, id")
+        .map_err(wrap)?;
+    let events = stmt
+        .query_map([], |r| {
+            let detail: String = r.get(4)?;
+            Ok(EventRow {
+                id: r.get(0)?,
+                ts: r.get(1)?,
+                service: r.get(2)?,
+                kind: r.get(3)?,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    Ok(RunData {
+        run,
+        incarnations,
+        events,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let journal = Journal::create(&path).unwrap();
+        let tx = journal.tx();
+        tx.send(Record::Run {
+            id: "r1".into(),
+            scenario: None,
+            started_at: 1,
+            seed: None,
+            config: "{}".into(),
+        });
+        let id = tx.new_incarnation_id();
+        tx.send(Record::Started {
+            incarnation: id,
+            service: "a".into(),
+            pid: 42,
+            started_at: 2,
+        });
+        tx.send(Record::Ended {
+            incarnation: id,
+            ended_at: 3,
+            exit_code: Some(3),
+            signal: None,
+            cause: Cause::GaveUp,
+            orphans: 0,
+        });
+        tx.event(Some("a"), "started", serde_json::json!({"pid": 42}));
+        drop(tx);
+        journal.close();
+        let data = read(&path).unwrap();
+        assert_eq!(data.run.unwrap().id, "r1");
+        assert_eq!(data.incarnations.len(), 1);
+        assert_eq!(data.incarnations[0].cause.as_deref(), Some("gave-up"));
+        assert_eq!(data.incarnations[0].exit_code, Some(3));
+        assert_eq!(data.events[0].detail["pid"], 42);
+    }
+}

@@ -1,0 +1,14 @@
+//! soak: launches real services under its own supervisor, injects faults,
+//! watches them, and judges from the evidence. See DESIGN.md for the map:
+//! config → plan → supervise → journal → verdict → report.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod journal;
+pub mod plan;
+pub mod record;
+pub mod report;
+pub mod rundir;
+pub mod supervise;

@@ -1,0 +1,61 @@
+//! Where facts go: every event is written to the journal and, when someone is
+//! watching (the console of `soak up`), shown as a one-line note.
+
+use crate::journal::JournalTx;
+use tokio::sync::mpsc::UnboundedSender;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Info,
+    Good,
+    Warn,
+    Bad,
+}
+
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub ts: i64,
+    pub service: Option<String>,
+    pub kind: String,
+    pub text: String,
+    pub severity: Severity,
+}
+
+#[derive(Clone)]
+pub struct Recorder {
+    pub journal: JournalTx,
+    notes: Option<UnboundedSender<Note>>,
+}
+
+impl Recorder {
+    pub fn new(journal: JournalTx, notes: Option<UnboundedSender<Note>>) -> Recorder {
+        Recorder { journal, notes }
+    }
+
+    /// Journals `kind` with `detail` and shows `text` to a watcher.
+    pub fn event(
+        &self,
+        service: Option<&str>,
+        kind: &str,
+        detail: serde_json::Value,
+        severity: Severity,
+        text: impl Into<String>,
+    ) {
+        let ts = crate::clock::now_ms();
+        self.journal.send(crate::journal::Record::Event {
+            ts,
+            service: service.map(str::to_string),
+            kind: kind.to_string(),
+            detail,
+        });
+        if let Some(notes) = &self.notes {
+            let _ = notes.send(Note {
+                ts,
+                service: service.map(str::to_string),
+                kind: kind.to_string(),
+                text: text.into(),
+                severity,
+            });
+        }
+    }
+}

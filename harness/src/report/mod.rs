@@ -1,0 +1,5 @@
+//! Reports: pure functions of the journal.
+
+mod summary;
+
+pub use summary::{ServiceSummary, summarize};

@@ -1,0 +1,110 @@
+//! Per-service figures of a run: incarnations, restarts planned and
+//! unplanned, last exit, orphans. Used by the console summary and report.json.
+
+use crate::journal::{IncarnationRow, RunData};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Restarts {
+    /// Starts that followed a death a scenario caused on purpose.
+    pub planned: u32,
+    /// Starts that followed a crash, an exit or a hang.
+    pub unplanned: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServiceSummary {
+    pub incarnations: u32,
+    pub restarts: Restarts,
+    pub hangs: u32,
+    pub orphans: u64,
+    pub last_exit: Option<String>,
+    pub gave_up: bool,
+}
+
+/// "code 3", "signal KILL", or "running" for an incarnation.
+pub fn describe_exit(i: &IncarnationRow) -> String {
+    let how = match (i.exit_code, &i.signal, i.ended_at) {
+        (Some(c), _, _) => format!("code {c}"),
+        (None, Some(s), _) => format!("signal {s}"),
+        (None, None, Some(_)) => "ended".to_string(),
+        (None, None, None) => return "running".into(),
+    };
+    match &i.cause {
+        Some(c) => format!("{how} ({c})"),
+        None => how,
+    }
+}
+
+pub fn summarize(data: &RunData) -> BTreeMap<String, ServiceSummary> {
+    let mut out: BTreeMap<String, ServiceSummary> = BTreeMap::new();
+    let mut previous: BTreeMap<&str, &IncarnationRow> = BTreeMap::new();
+    for inc in &data.incarnations {
+        let s = out.entry(inc.service.clone()).or_default();
+        s.incarnations += 1;
+        s.orphans += inc.orphans.unwrap_or(0).max(0) as u64;
+        if inc.cause.as_deref() == Some("hung") {
+            s.hangs += 1;
+        }
+        if inc.cause.as_deref() == Some("gave-up") {
+            s.gave_up = true;
+        }
+        if let Some(prev) = previous.insert(&inc.service, inc) {
+            match prev.cause.as_deref() {
+                Some("planned") => s.restarts.planned += 1,
+                _ => s.restarts.unplanned += 1,
+            }
+        }
+        s.last_exit = Some(describe_exit(inc));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inc(id: i64, service: &str, cause: Option<&str>, code: Option<i32>) -> IncarnationRow {
+        IncarnationRow {
+            id,
+            service: service.into(),
+            pid: Some(100 + id as i32),
+            started_at: id * 1000,
+            ready_at: None,
+            ended_at: cause.map(|_| id * 1000 + 500),
+            exit_code: code,
+            signal: None,
+            cause: cause.map(str::to_string),
+            orphans: Some(if cause == Some("planned") { 2 } else { 0 }),
+        }
+    }
+
+    #[test]
+    fn restarts_are_split_by_the_cause_of_the_death_before() {
+        let data = RunData {
+            incarnations: vec![
+                inc(1, "a", Some("planned"), None),
+                inc(2, "a", Some("unplanned"), Some(3)),
+                inc(3, "a", Some("hung"), None),
+                inc(4, "a", None, None),
+                inc(5, "b", Some("gave-up"), Some(3)),
+            ],
+            ..RunData::default()
+        };
+        let s = summarize(&data);
+        assert_eq!(s["a"].incarnations, 4);
+        assert_eq!(
+            s["a"].restarts,
+            Restarts {
+                planned: 1,
+                unplanned: 2
+            }
+        );
+        assert_eq!(s["a"].orphans, 2);
+        assert_eq!(s["a"].hangs, 1);
+        assert_eq!(s["a"].last_exit.as_deref(), Some("running"));
+        assert!(s["b"].gave_up);
+        assert_eq!(s["b"].last_exit.as_deref(), Some("code 3 (gave-up)"));
+    }
+}

@@ -1,0 +1,704 @@
+//! The supervisor: keeps each planned service running the way systemd or
+//! launchd would, one [`shim`] per incarnation.
+//!
+//! One tokio task per service owns its whole life: start (after restart delay,
+//! backoff and throttle), watch (shim reports and health probes in one
+//! `select!`), decide (restart policy, start limit), record (journal). Others
+//! talk to it through [`Supervisor`]: send a signal, stop, read its state.
+//! The supervisor never judges; it records what happened and why.
+
+mod logs;
+pub mod probe;
+pub mod procfs;
+pub mod shim;
+
+use crate::clock::now_ms;
+use crate::config::{RestartPolicy, units::signal_name};
+use crate::journal::{Cause, Record};
+use crate::plan::{Plan, ServicePlan};
+use crate::record::{Recorder, Severity};
+use serde_json::json;
+use shim::{Scope, ShimCommand, ShimReport, ShimSpec};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Starting,
+    Ready,
+    /// Waiting out restart delay, backoff or throttle.
+    Waiting,
+    /// Ended and not restarted (policy).
+    Down,
+    GaveUp,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceState {
+    pub phase: Phase,
+    pub incarnation: Option<i64>,
+    pub pid: Option<i32>,
+    pub starts: u32,
+}
+
+/// How a stop went, for `stops_within` and `exit_code`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopOutcome {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub took: Duration,
+    pub killed_after_grace: bool,
+}
+
+enum Control {
+    Signal {
+        signal: i32,
+        scope: Scope,
+        planned: bool,
+        reply: oneshot::Sender<Vec<i32>>,
+    },
+    Stop {
+        reply: oneshot::Sender<Option<StopOutcome>>,
+    },
+}
+
+struct Handle {
+    control: mpsc::UnboundedSender<Control>,
+    state: watch::Receiver<ServiceState>,
+    task: JoinHandle<()>,
+}
+
+pub struct Supervisor {
+    services: BTreeMap<String, Handle>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("no service `{0}` in this run")]
+    UnknownService(String),
+    #[error("service `{0}` is not running")]
+    NotRunning(String),
+}
+
+impl Supervisor {
+    /// Starts every service of the plan. `shim_exe` is the `soak` binary,
+    /// which runs the shim as `soak __shim`.
+    pub fn start(plan: &Plan, recorder: &Recorder, shim_exe: PathBuf) -> Supervisor {
+        let services = plan
+            .services
+            .iter()
+            .map(|sp| {
+                let (control, rx) = mpsc::unbounded_channel();
+                let (state_tx, state) = watch::channel(ServiceState::default());
+                let task = tokio::spawn(
+                    ServiceLoop {
+                        sp: sp.clone(),
+                        rec: recorder.clone(),
+                        control: rx,
+                        state: state_tx,
+                        shim_exe: shim_exe.clone(),
+                    }
+                    .run(),
+                );
+                (
+                    sp.name.clone(),
+                    Handle {
+                        control,
+                        state,
+                        task,
+                    },
+                )
+            })
+            .collect();
+        Supervisor { services }
+    }
+
+    fn handle(&self, service: &str) -> Result<&Handle, SuperviseError> {
+        self.services
+            .get(service)
+            .ok_or_else(|| SuperviseError::UnknownService(service.into()))
+    }
+
+    pub fn state(&self, service: &str) -> Result<watch::Receiver<ServiceState>, SuperviseError> {
+        Ok(self.handle(service)?.state.clone())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// Sends `signal` to `scope` of the current incarnation. `planned` marks a
+    /// death that follows as intended (a scenario step), not a failure.
+    pub async fn signal(
+        &self,
+        service: &str,
+        signal: i32,
+        scope: Scope,
+        planned: bool,
+    ) -> Result<Vec<i32>, SuperviseError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.handle(service)?.control.send(Control::Signal {
+            signal,
+            scope,
+            planned,
+            reply,
+        });
+        rx.await
+            .map_err(|_| SuperviseError::NotRunning(service.into()))
+    }
+
+    /// Gracefully stops one service (stop signal, grace, kill) and keeps it down.
+    pub async fn stop(&self, service: &str) -> Result<Option<StopOutcome>, SuperviseError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.handle(service)?.control.send(Control::Stop { reply });
+        Ok(rx.await.ok().flatten())
+    }
+
+    /// Stops every service, in parallel, and waits for their tasks.
+    pub async fn stop_all(self) {
+        let mut waits = Vec::new();
+        for h in self.services.values() {
+            let (reply, rx) = oneshot::channel();
+            let _ = h.control.send(Control::Stop { reply });
+            waits.push(rx);
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+        for (_, h) in self.services {
+            let _ = h.task.await;
+        }
+    }
+}
+
+/// How an incarnation ended, before the restart decision names its cause.
+struct Ending {
+    incarnation: Option<i64>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    orphans: usize,
+    cause: Cause,
+    up_for: Duration,
+    ts: i64,
+}
+
+struct ServiceLoop {
+    sp: ServicePlan,
+    rec: Recorder,
+    control: mpsc::UnboundedReceiver<Control>,
+    state: watch::Sender<ServiceState>,
+    shim_exe: PathBuf,
+}
+
+impl ServiceLoop {
+    fn name(&self) -> &str {
+        &self.sp.name
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.state.send_modify(|s| s.phase = phase);
+    }
+
+    /// Waits `d`, answering controls; false if asked to stop meanwhile.
+    async fn wait(&mut self, d: Duration) -> bool {
+        let sleep = tokio::time::sleep(d);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                c = self.control.recv() => match c {
+                    Some(Control::Signal { reply, .. }) => drop(reply),
+                    Some(Control::Stop { reply }) => {
+                        let _ = reply.send(None);
+                        return false;
+                    }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// Idles after the service is down for good, until told to stop.
+    async fn park(&mut self, phase: Phase) {
+        self.set_phase(phase);
+        self.state.send_modify(|s| {
+            s.pid = None;
+        });
+        while let Some(c) = self.control.recv().await {
+            match c {
+                Control::Signal { reply, .. } => drop(reply),
+                Control::Stop { reply } => {
+                    let _ = reply.send(None);
+                    break;
+                }
+            }
+        }
+        self.set_phase(Phase::Stopped);
+    }
+
+    async fn run(mut self) {
+        let cfg = self.sp.config.clone();
+        let mut starts: VecDeque<Instant> = VecDeque::new();
+        let mut failures_in_row: u32 = 0;
+        let mut last_start: Option<Instant> = None;
+        let mut delay = Duration::ZERO;
+        loop {
+            let throttle_left = last_start
+                .map(|t| (t + cfg.throttle.0).saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            let wait = delay.max(throttle_left);
+            if !wait.is_zero() {
+                self.set_phase(Phase::Waiting);
+                if !self.wait(wait).await {
+                    self.set_phase(Phase::Stopped);
+                    return;
+                }
+            }
+            let now = Instant::now();
+            starts.push_back(now);
+            last_start = Some(now);
+            self.state.send_modify(|s| {
+                s.starts += 1;
+                s.phase = Phase::Starting;
+            });
+            let (mut ending, stop_reply) = self.incarnation().await;
+
+            if ending.cause == Cause::Stopped {
+                self.end(&ending);
+                if let Some((reply, outcome)) = stop_reply {
+                    let _ = reply.send(Some(outcome));
+                }
+                self.state.send_modify(|s| {
+                    s.phase = Phase::Stopped;
+                    s.pid = None;
+                });
+                return;
+            }
+            let failed = matches!(ending.cause, Cause::Unplanned | Cause::Hung)
+                && !(ending.cause == Cause::Unplanned && ending.exit_code == Some(0));
+            let restart = match cfg.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::Never => false,
+                RestartPolicy::OnFailure => {
+                    ending.exit_code != Some(0) || ending.cause == Cause::Hung
+                }
+            };
+            if !restart {
+                self.end(&ending);
+                self.rec.event(
+                    Some(self.name()),
+                    "down",
+                    json!({"restart": cfg.restart}),
+                    Severity::Warn,
+                    format!("stays down (restart = {:?})", cfg.restart),
+                );
+                self.park(Phase::Down).await;
+                return;
+            }
+            let window = cfg.start_limit.interval.0;
+            while starts.front().is_some_and(|t| t.elapsed() > window) {
+                starts.pop_front();
+            }
+            if starts.len() >= cfg.start_limit.burst as usize {
+                ending.cause = Cause::GaveUp;
+                self.end(&ending);
+                self.rec.event(
+                    Some(self.name()),
+                    "gave-up",
+                    json!({"starts": starts.len(), "interval_ms": window.as_millis() as u64}),
+                    Severity::Bad,
+                    format!(
+                        "gave up: {} starts within {} (start_limit)",
+                        starts.len(),
+                        crate::clock::human(window)
+                    ),
+                );
+                self.park(Phase::GaveUp).await;
+                return;
+            }
+            self.end(&ending);
+            if failed {
+                failures_in_row = if ending.up_for >= cfg.backoff.reset_after.0 {
+                    1
+                } else {
+                    failures_in_row + 1
+                };
+            } else {
+                failures_in_row = 0;
+            }
+            let exp = failures_in_row.saturating_sub(1).min(64) as i32;
+            let backoff = cfg.restart_delay.0.as_secs_f64() * cfg.backoff.factor.max(1.0).powi(exp);
+            delay = Duration::from_secs_f64(backoff.min(cfg.backoff.max.0.as_secs_f64()));
+            if !delay.is_zero() || !cfg.throttle.0.is_zero() {
+                self.rec.event(
+                    Some(self.name()),
+                    "restart-scheduled",
+                    json!({"delay_ms": delay.as_millis() as u64, "failures_in_row": failures_in_row}),
+                    Severity::Info,
+                    format!("restarting in {}", crate::clock::human(delay)),
+                );
+            }
+        }
+    }
+
+    fn end(&self, e: &Ending) {
+        if let Some(id) = e.incarnation {
+            self.rec.journal.send(Record::Ended {
+                incarnation: id,
+                ended_at: e.ts,
+                exit_code: e.exit_code,
+                signal: e.signal.map(signal_name),
+                cause: e.cause,
+                orphans: e.orphans,
+            });
+        }
+    }
+
+    /// Runs one incarnation from spawn to reaped. Returns how it ended and,
+    /// if a stop was asked for, whom to tell how the stop went.
+    async fn incarnation(
+        &mut self,
+    ) -> (
+        Ending,
+        Option<(oneshot::Sender<Option<StopOutcome>>, StopOutcome)>,
+    ) {
+        let name = self.sp.name.clone();
+        let spawn_failed = |ts| Ending {
+            incarnation: None,
+            exit_code: None,
+            signal: None,
+            orphans: 0,
+            cause: Cause::Unplanned,
+            up_for: Duration::ZERO,
+            ts,
+        };
+        let mut cmd = tokio::process::Command::new(&self.shim_exe);
+        cmd.arg("__shim")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .process_group(0);
+        let mut shim = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                self.rec.event(
+                    Some(&name),
+                    "spawn-failed",
+                    json!({"error": e.to_string()}),
+                    Severity::Bad,
+                    format!("cannot start the shim {}: {e}", self.shim_exe.display()),
+                );
+                return (spawn_failed(now_ms()), None);
+            }
+        };
+        let (Some(mut stdin), Some(stdout)) = (shim.stdin.take(), shim.stdout.take()) else {
+            return (spawn_failed(now_ms()), None);
+        };
+        let spec = ShimSpec {
+            argv: self.sp.argv.clone(),
+            cwd: self.sp.cwd.clone(),
+            env: self.sp.env.clone(),
+            log: self.sp.log.clone(),
+            log_max: self.sp.config.logs.max_size.0,
+            log_keep: self.sp.config.logs.keep,
+        };
+        let mut line = serde_json::to_string(&spec).unwrap_or_default();
+        line.push('\n');
+        let _ = stdin.write_all(line.as_bytes()).await;
+        let mut reports = BufReader::new(stdout).lines();
+
+        let first = reports.next_line().await.ok().flatten();
+        let (pid, started_ts) = match first.as_deref().map(serde_json::from_str::<ShimReport>) {
+            Some(Ok(ShimReport::Started { pid, ts })) => (pid, ts),
+            other => {
+                let error = match other {
+                    Some(Ok(ShimReport::SpawnFailed { error })) => error,
+                    _ => "the shim ended before starting the service".into(),
+                };
+                self.rec.event(
+                    Some(&name),
+                    "spawn-failed",
+                    json!({"error": error}),
+                    Severity::Bad,
+                    error.clone(),
+                );
+                drop(stdin);
+                let _ = shim.wait().await;
+                return (spawn_failed(now_ms()), None);
+            }
+        };
+        let started = Instant::now();
+        let id = self.rec.journal.new_incarnation_id();
+        self.rec.journal.send(Record::Started {
+            incarnation: id,
+            service: name.clone(),
+            pid,
+            started_at: started_ts,
+        });
+        self.rec.event(
+            Some(&name),
+            "started",
+            json!({"pid": pid, "incarnation": id}),
+            Severity::Info,
+            format!("started pid {pid}"),
+        );
+        self.state.send_modify(|s| {
+            s.incarnation = Some(id);
+            s.pid = Some(pid);
+        });
+
+        let (health_tx, mut health_rx) = mpsc::channel(4);
+        let health_task = match (&self.sp.probe, &self.sp.config.health) {
+            (Some(probe), Some(h)) => {
+                let (probe, h, body) = (probe.clone(), h.clone(), self.sp.expect_body.clone());
+                Some(tokio::spawn(async move {
+                    // Until ready, probe often so "healthy again" is timed
+                    // closely; after that at the configured interval.
+                    let mut ready = false;
+                    loop {
+                        let t = Instant::now();
+                        let r = probe::check(&probe, h.expect_status, body.as_deref(), h.timeout.0)
+                            .await;
+                        ready |= r.is_ok();
+                        if health_tx.send(r).await.is_err() {
+                            return;
+                        }
+                        let period = if ready {
+                            h.interval.0
+                        } else {
+                            h.interval.0.min(Duration::from_millis(100))
+                        };
+                        tokio::time::sleep(period.saturating_sub(t.elapsed())).await;
+                    }
+                }))
+            }
+            _ => {
+                self.ready(id, &name, started);
+                None
+            }
+        };
+        let health = self.sp.config.health.clone();
+
+        let mut ready = health_task.is_none();
+        let mut consecutive = 0u32;
+        let mut hung = false;
+        let mut planned = false;
+        let mut stop: Option<(oneshot::Sender<Option<StopOutcome>>, i64)> = None;
+        let mut pending: VecDeque<oneshot::Sender<Vec<i32>>> = VecDeque::new();
+        let mut exited = None;
+        let mut control_open = true;
+
+        while exited.is_none() {
+            tokio::select! {
+                line = reports.next_line() => match line.ok().flatten().as_deref().map(serde_json::from_str::<ShimReport>) {
+                    Some(Ok(ShimReport::Signalled { pids, .. })) => {
+                        if let Some(r) = pending.pop_front() {
+                            let _ = r.send(pids);
+                        }
+                    }
+                    Some(Ok(r @ ShimReport::Exited { .. })) => exited = Some(r),
+                    Some(_) => {}
+                    None => {
+                        self.rec.event(Some(&name), "shim-lost", json!({}), Severity::Bad,
+                            "the shim ended without reporting an exit");
+                        break;
+                    }
+                },
+                Some(r) = health_rx.recv(), if !hung && stop.is_none() => match r {
+                    Ok(()) => {
+                        if !ready {
+                            ready = true;
+                            self.ready(id, &name, started);
+                        } else if consecutive > 0 {
+                            self.rec.event(Some(&name), "probe-recovered", json!({"after_failures": consecutive}),
+                                Severity::Good, format!("healthy again after {consecutive} failed probe(s)"));
+                            self.set_phase(Phase::Ready);
+                        }
+                        consecutive = 0;
+                    }
+                    Err(error) => {
+                        let h = health.as_ref().expect("a probe result implies a health config");
+                        if ready || started.elapsed() >= h.start_grace.0 {
+                            consecutive += 1;
+                            if ready {
+                                self.set_phase(Phase::Starting);
+                                self.rec.event(Some(&name), "probe-failed",
+                                    json!({"error": error, "consecutive": consecutive}),
+                                    Severity::Warn, format!("probe failed ({consecutive}/{}): {error}", h.failures));
+                            }
+                            if consecutive >= h.failures {
+                                hung = true;
+                                let reason = if ready {
+                                    format!("{consecutive} consecutive probe failures, last: {error}")
+                                } else {
+                                    format!("not healthy within start_grace {}: {error}", crate::clock::human(h.start_grace.0))
+                                };
+                                self.rec.event(Some(&name), "hung", json!({"pid": pid, "reason": reason, "ready": ready}),
+                                    Severity::Bad, format!("hung: {reason}; killing the tree"));
+                                send(&mut stdin, &ShimCommand::Kill).await;
+                            }
+                        }
+                    }
+                },
+                c = self.control.recv(), if control_open => match c {
+                    Some(Control::Signal { signal, scope, planned: p, reply }) => {
+                        if p && scope != Scope::Children && is_fatal(signal) {
+                            planned = true;
+                        }
+                        pending.push_back(reply);
+                        send(&mut stdin, &ShimCommand::Signal { signal, scope }).await;
+                    }
+                    Some(Control::Stop { reply }) => {
+                        let s = &self.sp.config.stop;
+                        self.rec.event(Some(&name), "stopping",
+                            json!({"signal": signal_name(s.signal.0), "grace_ms": s.grace.ms()}),
+                            Severity::Info, format!("stopping: SIG{} then {} grace", signal_name(s.signal.0), crate::clock::human(s.grace.0)));
+                        send(&mut stdin, &ShimCommand::Stop { signal: s.signal.0, grace_ms: s.grace.ms() }).await;
+                        stop = Some((reply, now_ms()));
+                    }
+                    None => {
+                        control_open = false;
+                        send(&mut stdin, &ShimCommand::Kill).await;
+                    }
+                },
+            }
+        }
+        if let Some(t) = health_task {
+            t.abort();
+        }
+        drop(stdin);
+        let _ = shim.wait().await;
+        for r in pending {
+            let _ = r.send(Vec::new());
+        }
+
+        let Some(ShimReport::Exited {
+            ts,
+            exit_code,
+            signal,
+            orphans,
+            killed_after_grace,
+            log_bytes,
+        }) = exited
+        else {
+            let mut e = spawn_failed(now_ms());
+            e.incarnation = Some(id);
+            return (e, None);
+        };
+        let how = match (exit_code, signal) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (None, Some(s)) => format!("killed by SIG{}", signal_name(s)),
+            _ => "ended".into(),
+        };
+        let cause = if stop.is_some() {
+            Cause::Stopped
+        } else if hung {
+            Cause::Hung
+        } else if planned {
+            Cause::Planned
+        } else {
+            Cause::Unplanned
+        };
+        let severity = if cause == Cause::Unplanned {
+            Severity::Bad
+        } else {
+            Severity::Info
+        };
+        self.rec.event(
+            Some(&name),
+            "exited",
+            json!({
+                "pid": pid, "incarnation": id, "exit_code": exit_code,
+                "signal": signal.map(signal_name), "cause": cause.as_str(),
+                "orphans": orphans.len(), "killed_after_grace": killed_after_grace,
+                "up_ms": started.elapsed().as_millis() as u64, "log_bytes": log_bytes,
+            }),
+            severity,
+            format!(
+                "pid {pid} {how} after {} ({})",
+                crate::clock::human(started.elapsed()),
+                cause.as_str()
+            ),
+        );
+        if !orphans.is_empty() {
+            let list: Vec<String> = orphans
+                .iter()
+                .map(|o| format!("{} ({})", o.pid, o.command))
+                .collect();
+            self.rec.event(
+                Some(&name),
+                "orphans",
+                json!({"pid": pid, "incarnation": id, "orphans": orphans}),
+                Severity::Bad,
+                format!(
+                    "{} process(es) outlived pid {pid}, killed: {}",
+                    orphans.len(),
+                    list.join(", ")
+                ),
+            );
+        }
+        let ending = Ending {
+            incarnation: Some(id),
+            exit_code,
+            signal,
+            orphans: orphans.len(),
+            cause,
+            up_for: started.elapsed(),
+            ts,
+        };
+        let stop_reply = stop.map(|(reply, asked)| {
+            let took = Duration::from_millis((ts - asked).max(0) as u64);
+            (
+                reply,
+                StopOutcome {
+                    exit_code,
+                    signal,
+                    took,
+                    killed_after_grace,
+                },
+            )
+        });
+        (ending, stop_reply)
+    }
+
+    fn ready(&self, id: i64, name: &str, started: Instant) {
+        self.rec.journal.send(Record::Ready {
+            incarnation: id,
+            ready_at: now_ms(),
+        });
+        self.rec.event(
+            Some(name),
+            "ready",
+            json!({"incarnation": id, "after_ms": started.elapsed().as_millis() as u64}),
+            Severity::Good,
+            format!("ready after {}", crate::clock::human(started.elapsed())),
+        );
+        self.set_phase(Phase::Ready);
+    }
+}
+
+/// Signals after which a process is expected to be gone.
+fn is_fatal(signal: i32) -> bool {
+    [
+        libc::SIGKILL,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGABRT,
+        libc::SIGHUP,
+    ]
+    .contains(&signal)
+}
+
+async fn send(stdin: &mut tokio::process::ChildStdin, cmd: &ShimCommand) {
+    let mut line = serde_json::to_string(cmd).unwrap_or_default();
+    line.push('\n');
+    // A closed pipe means the shim is gone; its exit report tells the rest.
+    let _ = stdin.write_all(line.as_bytes()).await;
+}

@@ -1,0 +1,111 @@
+//! The process tree as /proc shows it. Used at the moments that need the whole
+//! tree (an incarnation died, a fault targets its children), never per tick.
+
+use std::fs;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgrp: i32,
+    /// One-letter state from /proc/PID/stat ('Z' is a zombie).
+    pub state: char,
+    pub comm: String,
+}
+
+/// Parses /proc/PID/stat; comm may hold spaces and parentheses, so split at
+/// the last ')'.
+pub fn parse_stat(stat: &str) -> Option<Proc> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let pid = stat[..open].trim().parse().ok()?;
+    let comm = stat.get(open + 1..close)?.to_string();
+    let mut rest = stat.get(close + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
+    Some(Proc {
+        pid,
+        ppid,
+        pgrp,
+        state,
+        comm,
+    })
+}
+
+pub fn all() -> Vec<Proc> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let pid: i32 = name.to_str()?.parse().ok()?;
+        parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    })
+    .collect()
+}
+
+/// Every live (non-zombie) descendant of `root`, parents before children.
+pub fn descendants(root: i32) -> Vec<Proc> {
+    descendants_in(&all(), root)
+}
+
+pub fn descendants_in(procs: &[Proc], root: i32) -> Vec<Proc> {
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for p in procs.iter().filter(|p| p.ppid == parent) {
+            frontier.push(p.pid);
+            if p.state != 'Z' {
+                out.push(p.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The command line of a process, for naming orphans in reports.
+pub fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_comm_parses() {
+        let p = parse_stat("123 (a) b (c)) S 1 123 123 0 -1").unwrap();
+        assert_eq!((p.pid, p.ppid, p.pgrp, p.state), (123, 1, 123, 'S'));
+        assert_eq!(p.comm, "a) b (c)");
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn descendants_skip_zombies_and_strangers() {
+        let p = |pid, ppid, state| Proc {
+            pid,
+            ppid,
+            pgrp: pid,
+            state,
+            comm: String::new(),
+        };
+        let procs = vec![
+            p(10, 1, 'S'),
+            p(11, 10, 'S'),
+            p(12, 11, 'Z'),
+            p(13, 12, 'R'),
+            p(20, 1, 'S'),
+        ];
+        let pids: Vec<i32> = descendants_in(&procs, 10).iter().map(|p| p.pid).collect();
+        assert_eq!(pids, vec![11, 13]);
+    }
+}

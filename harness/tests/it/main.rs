@@ -1,0 +1,6 @@
+//! Integration tests: real processes, real signals, real SQLite, loopback.
+//! One binary with modules, so it links once.
+
+mod common;
+mod config_errors;
+mod supervise;

@@ -1,0 +1,156 @@
+//! The supervisor's promises, each proven with real processes.
+
+use crate::common::*;
+use std::time::Duration;
+
+#[test]
+fn crashing_service_is_restarted_with_delay_throttle_and_backoff_then_given_up() {
+    let sb = Sandbox::new(
+        r#"
+[services.crasher]
+command = ["sh", "-c", "sleep 0.2; exit 3"]
+restart_delay = "100ms"
+throttle = "500ms"
+backoff = { factor = 2.0, max = "1s" }
+start_limit = { burst = 5, interval = "60s" }
+"#,
+    );
+    let run = sb.up(&["--for", "30s"]);
+    let d = sb.wait_for("the start limit", Duration::from_secs(25), |d| {
+        d.incarnations
+            .iter()
+            .any(|i| i.cause.as_deref() == Some("gave-up"))
+    });
+    drop(run);
+    let inc = &d.incarnations;
+    assert_eq!(inc.len(), 5, "{inc:#?}");
+    assert!(inc.iter().all(|i| i.exit_code == Some(3)), "{inc:#?}");
+    assert!(
+        inc[..4]
+            .iter()
+            .all(|i| i.cause.as_deref() == Some("unplanned"))
+    );
+    assert_eq!(inc[4].cause.as_deref(), Some("gave-up"));
+    // Backoff: 100, 200, 400, 800 ms after each death (capped at 1 s);
+    // throttle: starts at least 500 ms apart.
+    for (n, pair) in inc.windows(2).enumerate() {
+        let gap = pair[1].started_at - pair[0].ended_at.unwrap();
+        let want = 100i64 << n;
+        assert!(
+            gap >= want - 5,
+            "restart {n}: {gap} ms after the death, backoff wants {want}"
+        );
+        let apart = pair[1].started_at - pair[0].started_at;
+        assert!(
+            apart >= 495,
+            "restart {n}: starts only {apart} ms apart, throttle is 500 ms"
+        );
+    }
+    assert!(events(&d, "gave-up").count() == 1);
+}
+
+#[test]
+fn on_failure_leaves_a_clean_exit_alone_always_restarts_it_never_does_not() {
+    let sb = Sandbox::new(
+        r#"
+[services.clean-on-failure]
+command = ["sh", "-c", "sleep 0.1; exit 0"]
+restart = "on-failure"
+restart_delay = "0"
+
+[services.clean-always]
+command = ["sh", "-c", "sleep 0.1; exit 0"]
+restart = "always"
+restart_delay = "0"
+start_limit = { burst = 3, interval = "60s" }
+
+[services.crash-never]
+command = ["sh", "-c", "sleep 0.1; exit 3"]
+restart = "never"
+"#,
+    );
+    let run = sb.up(&["--for", "30s"]);
+    let d = sb.wait_for("clean-always to give up", Duration::from_secs(20), |d| {
+        d.incarnations
+            .iter()
+            .any(|i| i.cause.as_deref() == Some("gave-up"))
+            && d.events.iter().filter(|e| e.kind == "down").count() == 2
+    });
+    drop(run);
+    let count = |s: &str| d.incarnations.iter().filter(|i| i.service == s).count();
+    assert_eq!(count("clean-on-failure"), 1);
+    assert_eq!(count("clean-always"), 3);
+    assert_eq!(count("crash-never"), 1);
+    let never = d
+        .incarnations
+        .iter()
+        .find(|i| i.service == "crash-never")
+        .unwrap();
+    assert_eq!(
+        (never.exit_code, never.cause.as_deref()),
+        (Some(3), Some("unplanned"))
+    );
+}
+
+#[test]
+fn sigint_stops_everything_gracefully_prints_a_summary_and_exits_0() {
+    let sb = Sandbox::new(
+        r#"
+[services.sleeper]
+command = ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]
+stop = { signal = "TERM", grace = "5s" }
+"#,
+    );
+    let run = sb.up(&[]);
+    let d = sb.wait_for("the service to start", Duration::from_secs(10), |d| {
+        !d.incarnations.is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let main = d.incarnations[0].pid.unwrap();
+    let mut tree = descendants(run.pid());
+    tree.push(main);
+    assert!(
+        tree.len() >= 4,
+        "shim, sh and two sleeps expected: {tree:?}"
+    );
+    run.signal(libc::SIGINT);
+    let (code, out, err) = run.finish(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("incarnations"), "no summary in:\n{out}");
+    assert!(out.contains("sleeper"), "{out}");
+    assert_eq!(wait_dead(&tree, Duration::from_secs(2)), Vec::<i32>::new());
+    let d = sb.journal();
+    assert_eq!(d.incarnations[0].cause.as_deref(), Some("stopped"));
+    assert!(d.run.unwrap().ended_at.is_some());
+}
+
+#[test]
+fn a_service_that_floods_stdout_stays_within_its_log_cap() {
+    let sb = Sandbox::new(
+        r#"
+[services.flood]
+command = ["sh", "-c", "yes 'a line of flood that never ends, as from a service out of fds'"]
+logs = { max_size = "64KB", keep = 2 }
+"#,
+    );
+    let run = sb.up(&["--for", "3s"]);
+    let (code, out, _) = run.finish(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "{out}");
+    let logs = sb.path().join("reports/latest/logs");
+    let mut total = 0;
+    for e in std::fs::read_dir(&logs).unwrap() {
+        let len = e.unwrap().metadata().unwrap().len();
+        assert!(
+            len <= 64 * 1024,
+            "a log file of {len} bytes exceeds the 64 KB cap"
+        );
+        total += len;
+    }
+    assert!(total <= 3 * 64 * 1024, "{total} bytes on disk");
+    // It did flood: far more was written than kept.
+    let d = sb.journal();
+    let written = events(&d, "exited").next().unwrap().detail["log_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(written > 10 * total, "only {written} bytes written");
+}
