@@ -5,6 +5,7 @@
 //! file:line:col. Relative paths are resolved against the file's folder.
 
 mod error;
+pub mod scenario;
 pub mod units;
 
 pub use error::{ConfigError, suggest};
@@ -551,6 +552,57 @@ pub fn expand(template: &str, vars: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const VALID: &str = r#"
+[harness]
+sample_every = "1s"
+[services.gateway]
+command = ["./gw", "--port", "{port}"]
+restart = "always"
+backoff = { factor = 2.0, max = "30s" }
+[services.gateway.health]
+http = "http://127.0.0.1:{port}/health"
+[workloads.items]
+service = "gateway"
+read = { url = "http://127.0.0.1:{port}/x", expect_body = "{value}" }
+rate = "20/s"
+"#;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,300}") {
+            if let Err(e) = Config::parse(Path::new("x.toml"), &s) {
+                let _ = e.to_string();
+            }
+        }
+
+        #[test]
+        fn a_valid_config_with_a_cut_or_splice_never_panics(
+            at in 0usize..400, len in 0usize..40, insert in "[\\[\\]{}=\"',.a-z0-9 \n]{0,12}"
+        ) {
+            let mut s: Vec<char> = VALID.chars().collect();
+            let at = at.min(s.len());
+            let end = (at + len).min(s.len());
+            s.splice(at..end, insert.chars());
+            let s: String = s.into_iter().collect();
+            if let Err(e) = Config::parse(Path::new("x.toml"), &s) {
+                let text = e.to_string();
+                prop_assert!(text.starts_with("error: "));
+                prop_assert!(text.contains("x.toml"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let c = Config::parse(Path::new("x.toml"), VALID).unwrap();
+        assert_eq!(c.services["gateway"].restart, RestartPolicy::Always);
+        assert!(matches!(
+            c.services["gateway"].health.as_ref().unwrap().probe,
+            Probe::Http(_)
+        ));
+    }
 
     #[test]
     fn expand_leaves_json_braces_alone() {

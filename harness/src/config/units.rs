@@ -117,6 +117,59 @@ pub fn parse_percent(s: &str) -> Result<f64, UnitError> {
     Ok(n / 100.0)
 }
 
+fn per_hour(unit: &str) -> Option<f64> {
+    match unit.trim() {
+        "s" => Some(3600.0),
+        "m" | "min" => Some(60.0),
+        "h" => Some(1.0),
+        "d" => Some(1.0 / 24.0),
+        _ => None,
+    }
+}
+
+/// Parses "10MB/h" or "1MB/min" into bytes per hour.
+pub fn parse_size_rate(s: &str) -> Result<f64, UnitError> {
+    let bad = || {
+        UnitError(format!(
+            "invalid rate `{s}`: write a size per time, e.g. \"10MB/h\""
+        ))
+    };
+    let (size, per) = s.split_once('/').ok_or_else(bad)?;
+    let bytes = parse_size(size).map_err(|_| bad())?;
+    Ok(bytes as f64 * per_hour(per).ok_or_else(bad)?)
+}
+
+/// Parses "10/h" into a count per hour.
+pub fn parse_count_rate(s: &str) -> Result<f64, UnitError> {
+    let bad = || {
+        UnitError(format!(
+            "invalid rate `{s}`: write a count per time, e.g. \"10/h\""
+        ))
+    };
+    let (count, per) = s.split_once('/').ok_or_else(bad)?;
+    let (n, rest) = split_number(count).ok_or_else(bad)?;
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(n * per_hour(per).ok_or_else(bad)?)
+}
+
+/// Parses "50%/24h" into (0.5, 24 h).
+pub fn parse_growth(s: &str) -> Result<(f64, Duration), UnitError> {
+    let bad = || {
+        UnitError(format!(
+            "invalid growth `{s}`: write a percentage per time, e.g. \"50%/24h\""
+        ))
+    };
+    let (pct, per) = s.split_once('/').ok_or_else(bad)?;
+    let frac = parse_percent(pct).map_err(|_| bad())?;
+    let per = parse_duration(per).map_err(|_| bad())?;
+    if per.is_zero() {
+        return Err(bad());
+    }
+    Ok((frac, per))
+}
+
 const SIGNALS: &[(&str, i32)] = &[
     ("HUP", libc::SIGHUP),
     ("INT", libc::SIGINT),
@@ -199,6 +252,33 @@ string_newtype!(
     parse_signal
 );
 
+string_newtype!(
+    /// Bytes per hour written as a string, e.g. "10MB/h".
+    SizeRate(f64),
+    parse_size_rate
+);
+string_newtype!(
+    /// A count per hour written as a string, e.g. "10/h".
+    CountRate(f64),
+    parse_count_rate
+);
+
+/// Relative growth over a period, e.g. "50%/24h".
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Growth {
+    pub fraction: f64,
+    pub per: Duration,
+}
+
+impl<'de> Deserialize<'de> for Growth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_growth(&s)
+            .map(|(fraction, per)| Growth { fraction, per })
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 impl Dur {
     pub fn ms(self) -> u64 {
         self.0.as_millis() as u64
@@ -231,5 +311,12 @@ mod tests {
         assert_eq!(parse_signal("kill").unwrap(), libc::SIGKILL);
         assert!(parse_signal("TERMINATE").is_err());
         assert_eq!(signal_name(libc::SIGKILL), "KILL");
+        assert_eq!(parse_size_rate("1MB/min").unwrap(), 60.0 * 1024.0 * 1024.0);
+        assert_eq!(parse_count_rate("10/h").unwrap(), 10.0);
+        assert_eq!(
+            parse_growth("50%/24h").unwrap(),
+            (0.5, Duration::from_secs(86_400))
+        );
+        assert!(parse_growth("50%/0s").is_err());
     }
 }

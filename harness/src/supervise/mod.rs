@@ -7,6 +7,7 @@
 //! talk to it through [`Supervisor`]: send a signal, stop, read its state.
 //! The supervisor never judges; it records what happened and why.
 
+pub mod client;
 mod logs;
 pub mod probe;
 pub mod procfs;
@@ -22,7 +23,6 @@ use shim::{Scope, ShimCommand, ShimReport, ShimSpec};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -378,28 +378,6 @@ impl ServiceLoop {
             up_for: Duration::ZERO,
             ts,
         };
-        let mut cmd = tokio::process::Command::new(&self.shim_exe);
-        cmd.arg("__shim")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .process_group(0);
-        let mut shim = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                self.rec.event(
-                    Some(&name),
-                    "spawn-failed",
-                    json!({"error": e.to_string()}),
-                    Severity::Bad,
-                    format!("cannot start the shim {}: {e}", self.shim_exe.display()),
-                );
-                return (spawn_failed(now_ms()), None);
-            }
-        };
-        let (Some(mut stdin), Some(stdout)) = (shim.stdin.take(), shim.stdout.take()) else {
-            return (spawn_failed(now_ms()), None);
-        };
         let spec = ShimSpec {
             argv: self.sp.argv.clone(),
             cwd: self.sp.cwd.clone(),
@@ -407,20 +385,17 @@ impl ServiceLoop {
             log: self.sp.log.clone(),
             log_max: self.sp.config.logs.max_size.0,
             log_keep: self.sp.config.logs.keep,
+            port: Some(self.sp.port),
         };
-        let mut line = serde_json::to_string(&spec).unwrap_or_default();
-        line.push('\n');
-        let _ = stdin.write_all(line.as_bytes()).await;
-        let mut reports = BufReader::new(stdout).lines();
-
-        let first = reports.next_line().await.ok().flatten();
-        let (pid, started_ts) = match first.as_deref().map(serde_json::from_str::<ShimReport>) {
-            Some(Ok(ShimReport::Started { pid, ts })) => (pid, ts),
-            other => {
-                let error = match other {
-                    Some(Ok(ShimReport::SpawnFailed { error })) => error,
-                    _ => "the shim ended before starting the service".into(),
-                };
+        let (
+            mut shim,
+            client::Started {
+                pid,
+                ts: started_ts,
+            },
+        ) = match client::ShimProcess::spawn(&self.shim_exe, &spec).await {
+            Ok(s) => s,
+            Err(error) => {
                 self.rec.event(
                     Some(&name),
                     "spawn-failed",
@@ -428,8 +403,6 @@ impl ServiceLoop {
                     Severity::Bad,
                     error.clone(),
                 );
-                drop(stdin);
-                let _ = shim.wait().await;
                 return (spawn_failed(now_ms()), None);
             }
         };
@@ -496,13 +469,13 @@ impl ServiceLoop {
 
         while exited.is_none() {
             tokio::select! {
-                line = reports.next_line() => match line.ok().flatten().as_deref().map(serde_json::from_str::<ShimReport>) {
-                    Some(Ok(ShimReport::Signalled { pids, .. })) => {
+                r = shim.report() => match r {
+                    Some(ShimReport::Signalled { pids, .. }) => {
                         if let Some(r) = pending.pop_front() {
                             let _ = r.send(pids);
                         }
                     }
-                    Some(Ok(r @ ShimReport::Exited { .. })) => exited = Some(r),
+                    Some(r @ ShimReport::Exited { .. }) => exited = Some(r),
                     Some(_) => {}
                     None => {
                         self.rec.event(Some(&name), "shim-lost", json!({}), Severity::Bad,
@@ -541,7 +514,7 @@ impl ServiceLoop {
                                 };
                                 self.rec.event(Some(&name), "hung", json!({"pid": pid, "reason": reason, "ready": ready}),
                                     Severity::Bad, format!("hung: {reason}; killing the tree"));
-                                send(&mut stdin, &ShimCommand::Kill).await;
+                                shim.send(&ShimCommand::Kill).await;
                             }
                         }
                     }
@@ -552,19 +525,19 @@ impl ServiceLoop {
                             planned = true;
                         }
                         pending.push_back(reply);
-                        send(&mut stdin, &ShimCommand::Signal { signal, scope }).await;
+                        shim.send(&ShimCommand::Signal { signal, scope }).await;
                     }
                     Some(Control::Stop { reply }) => {
                         let s = &self.sp.config.stop;
                         self.rec.event(Some(&name), "stopping",
                             json!({"signal": signal_name(s.signal.0), "grace_ms": s.grace.ms()}),
                             Severity::Info, format!("stopping: SIG{} then {} grace", signal_name(s.signal.0), crate::clock::human(s.grace.0)));
-                        send(&mut stdin, &ShimCommand::Stop { signal: s.signal.0, grace_ms: s.grace.ms() }).await;
+                        shim.send(&ShimCommand::Stop { signal: s.signal.0, grace_ms: s.grace.ms() }).await;
                         stop = Some((reply, now_ms()));
                     }
                     None => {
                         control_open = false;
-                        send(&mut stdin, &ShimCommand::Kill).await;
+                        shim.send(&ShimCommand::Kill).await;
                     }
                 },
             }
@@ -572,8 +545,7 @@ impl ServiceLoop {
         if let Some(t) = health_task {
             t.abort();
         }
-        drop(stdin);
-        let _ = shim.wait().await;
+        shim.close().await;
         for r in pending {
             let _ = r.send(Vec::new());
         }
@@ -694,11 +666,4 @@ fn is_fatal(signal: i32) -> bool {
         libc::SIGHUP,
     ]
     .contains(&signal)
-}
-
-async fn send(stdin: &mut tokio::process::ChildStdin, cmd: &ShimCommand) {
-    let mut line = serde_json::to_string(cmd).unwrap_or_default();
-    line.push('\n');
-    // A closed pipe means the shim is gone; its exit report tells the rest.
-    let _ = stdin.write_all(line.as_bytes()).await;
 }

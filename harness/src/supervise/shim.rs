@@ -40,6 +40,8 @@ pub struct ShimSpec {
     pub log: PathBuf,
     pub log_max: u64,
     pub log_keep: u32,
+    /// The service's port, so orphans still listening on it can be named.
+    pub port: Option<u16>,
 }
 
 /// Which processes of an incarnation a signal goes to.
@@ -75,6 +77,8 @@ pub enum ShimCommand {
 pub struct Orphan {
     pub pid: i32,
     pub command: String,
+    /// It still had the service's port open for listening.
+    pub holds_port: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -488,11 +492,15 @@ fn run() -> Result<(), String> {
         }
     }
 
+    let listening = spec.port.map(procfs::listening_inodes).unwrap_or_default();
     let orphans: Vec<Orphan> = procfs::descendants(me)
         .iter()
         .map(|p| Orphan {
             pid: p.pid,
             command: procfs::cmdline(p.pid),
+            holds_port: procfs::socket_inodes(p.pid)
+                .iter()
+                .any(|i| listening.contains(i)),
         })
         .collect();
     main_status = main_status.or(kill_tree(me, main));

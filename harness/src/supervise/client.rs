@@ -1,0 +1,90 @@
+//! soak's side of a shim: spawn it, hand it the spec, send commands, read
+//! reports. Used by the supervisor for incarnations and by chaos for a
+//! duplicate instance, so both get the same hygiene (own group, subreaper,
+//! dies with soak).
+
+use super::shim::{ShimCommand, ShimReport, ShimSpec};
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+pub struct ShimProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    reports: Lines<BufReader<ChildStdout>>,
+}
+
+/// A started service: its main pid and when it started (ms since epoch).
+pub struct Started {
+    pub pid: i32,
+    pub ts: i64,
+}
+
+impl ShimProcess {
+    /// Starts a shim and its service. `Err` says why the service did not start.
+    pub async fn spawn(exe: &Path, spec: &ShimSpec) -> Result<(ShimProcess, Started), String> {
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("__shim")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            // Its own group: a Ctrl-C at the terminal reaches soak only, and
+            // soak decides how services stop.
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the shim {}: {e}", exe.display()))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the shim has no pipes".into());
+        };
+        let mut shim = ShimProcess {
+            child,
+            stdin: Some(stdin),
+            reports: BufReader::new(stdout).lines(),
+        };
+        let spec_line = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+        shim.write_line(&spec_line).await;
+        match shim.report().await {
+            Some(ShimReport::Started { pid, ts }) => Ok((shim, Started { pid, ts })),
+            other => {
+                let error = match other {
+                    Some(ShimReport::SpawnFailed { error }) => error,
+                    _ => "the shim ended before starting the service".into(),
+                };
+                shim.close().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn write_line(&mut self, line: &str) {
+        if let Some(stdin) = &mut self.stdin {
+            let mut bytes = line.as_bytes().to_vec();
+            bytes.push(b'\n');
+            // A closed pipe means the shim is gone; its exit report (or its
+            // absence) tells the rest.
+            let _ = stdin.write_all(&bytes).await;
+        }
+    }
+
+    pub async fn send(&mut self, cmd: &ShimCommand) {
+        let line = serde_json::to_string(cmd).unwrap_or_default();
+        self.write_line(&line).await;
+    }
+
+    /// The next report; `None` once the shim is gone. Cancel-safe.
+    pub async fn report(&mut self) -> Option<ShimReport> {
+        loop {
+            let line = self.reports.next_line().await.ok().flatten()?;
+            if let Ok(r) = serde_json::from_str(&line) {
+                return Some(r);
+            }
+        }
+    }
+
+    /// Closes the control pipe (the shim kills whatever is left) and reaps it.
+    pub async fn close(mut self) {
+        self.stdin = None;
+        let _ = self.child.wait().await;
+    }
+}
