@@ -2,11 +2,13 @@
 //! the exit codes of DESIGN.md in one place ([`Outcome::code`]).
 
 use crate::clock::{human, now_ms, rfc3339_ms};
+use crate::config::scenario::{self, Scenario};
 use crate::config::{Config, ConfigError, units::parse_duration};
 use crate::journal::{self, Journal, Record};
 use crate::plan::Plan;
 use crate::record::{Note, Recorder, Severity};
 use crate::supervise::Supervisor;
+use crate::verdict::Verdict;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,10 +30,20 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Check config files and report errors with file:line:col (exit 0 or 2).
+    /// Check config and scenario files; errors name file:line:col (exit 0 or 2).
     Validate {
-        /// Files to check; default: the soak.toml found from here upward.
+        /// Files to check; default: the soak.toml and scenarios/*.toml found
+        /// from here upward.
         paths: Vec<PathBuf>,
+    },
+    /// Run one chaos scenario and judge it: `soak chaos kill-gateway`.
+    Chaos {
+        /// Scenario name (scenarios/NAME.toml, found from here upward) or path.
+        #[arg(required_unless_present = "list")]
+        scenario: Option<String>,
+        /// List the scenarios with their descriptions.
+        #[arg(long)]
+        list: bool,
     },
     /// Run services under soak's supervisor until Ctrl-C, SIGTERM or --for.
     Up {
@@ -85,6 +97,12 @@ pub fn main() -> std::process::ExitCode {
     let style = Style::detect(cli.plain);
     let outcome = match cli.command {
         Command::Validate { paths } => validate(&paths),
+        Command::Chaos { list: true, .. } => list_scenarios(),
+        Command::Chaos {
+            scenario: Some(name),
+            ..
+        } => with_runtime(chaos(&name, None, style)),
+        Command::Chaos { scenario: None, .. } => Outcome::Usage,
         Command::Up {
             config,
             run_for,
@@ -114,24 +132,52 @@ fn config_error(e: &ConfigError) -> Outcome {
     Outcome::Usage
 }
 
+/// A scenario names its config with a top-level `config = "..."`; a
+/// config never has that key.
+fn is_scenario(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.parse::<toml::Table>().ok())
+        .is_some_and(|t| t.get("config").is_some_and(toml::Value::is_str))
+}
+
 fn validate(paths: &[PathBuf]) -> Outcome {
     let paths = if paths.is_empty() {
-        match Config::find(None) {
-            Ok(p) => vec![p],
-            Err(e) => return config_error(&e),
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let mut found: Vec<PathBuf> = Config::find(None).ok().into_iter().collect();
+        found.extend(scenario::list_dir(&cwd).into_iter().map(|(_, p)| p));
+        if found.is_empty() {
+            eprintln!(
+                "error: no soak.toml or scenarios/ here or in a parent directory; pass the files to check"
+            );
+            return Outcome::Usage;
         }
+        found
     } else {
         paths.to_vec()
     };
     let mut ok = true;
     for p in &paths {
-        match Config::load(p) {
-            Ok(c) => println!(
-                "ok: {} ({} service(s), {} workload(s))",
-                p.display(),
-                c.services.len(),
-                c.workloads.len()
-            ),
+        let result = if is_scenario(p) {
+            Scenario::load(p).map(|s| {
+                format!(
+                    "scenario: {} service(s), {} step(s), {}",
+                    s.services.len(),
+                    s.steps.len(),
+                    human(s.duration)
+                )
+            })
+        } else {
+            Config::load(p).map(|c| {
+                format!(
+                    "{} service(s), {} workload(s)",
+                    c.services.len(),
+                    c.workloads.len()
+                )
+            })
+        };
+        match result {
+            Ok(what) => println!("ok: {} ({what})", p.display()),
             Err(e) => {
                 eprint!("{e}");
                 ok = false;
@@ -139,6 +185,100 @@ fn validate(paths: &[PathBuf]) -> Outcome {
         }
     }
     if ok { Outcome::Pass } else { Outcome::Usage }
+}
+
+fn list_scenarios() -> Outcome {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let found = scenario::list_dir(&cwd);
+    if found.is_empty() {
+        eprintln!("error: no scenarios/ directory here or in a parent directory");
+        return Outcome::Usage;
+    }
+    for (name, path) in found {
+        let description = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("description")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!("{name:<28} {description}");
+    }
+    Outcome::Pass
+}
+
+/// Runs a scenario, prints the verdict table and the report's path.
+pub async fn chaos(name: &str, duration: Option<Duration>, style: Style) -> Outcome {
+    let sc = match Scenario::find(name).and_then(|p| Scenario::load(&p)) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
+    let shim = match shim_exe() {
+        Ok(p) => p,
+        Err(o) => return o,
+    };
+    println!(
+        "{}",
+        style.bold(&format!("{}: {}", sc.name, sc.description))
+    );
+    let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(print_notes(notes_rx, style));
+    let options = crate::run::Options {
+        shim_exe: shim,
+        notes: Some(notes_tx),
+        duration,
+        reports: PathBuf::from("reports"),
+    };
+    let result = crate::run::run(&sc, options).await;
+    let _ = printer.await;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => return Outcome::Harness(e.to_string()),
+    };
+    print_verdict(&outcome.report, style);
+    println!("report: {}", outcome.run_dir.join("report.json").display());
+    if let Some(why) = outcome.inconclusive {
+        return Outcome::Harness(format!("inconclusive: {why}"));
+    }
+    if outcome.report.interrupted {
+        return Outcome::Harness("interrupted: the run did not finish, so it is not judged".into());
+    }
+    match outcome.report.verdict {
+        Verdict::Pass => Outcome::Pass,
+        Verdict::Fail => Outcome::Fail,
+        Verdict::Unknown => {
+            Outcome::Harness("inconclusive: some assertions could not be decided".into())
+        }
+    }
+}
+
+fn print_verdict(r: &crate::report::Report, style: Style) {
+    println!();
+    for a in &r.assertions {
+        let (mark, sev) = match a.verdict {
+            Verdict::Pass => ("PASS", Severity::Good),
+            Verdict::Fail => ("FAIL", Severity::Bad),
+            Verdict::Unknown => ("UNKNOWN", Severity::Warn),
+        };
+        let name = match &a.service {
+            Some(s) => format!("{} [{s}]", a.name),
+            None => a.name.clone(),
+        };
+        println!(
+            "{} {:<34} {}",
+            style.severity(sev, &format!("{mark:<7}")),
+            name,
+            a.reason
+        );
+    }
+    let (word, sev) = match (r.interrupted, r.verdict) {
+        (true, _) => ("INTERRUPTED", Severity::Warn),
+        (_, Verdict::Pass) => ("PASS", Severity::Good),
+        (_, Verdict::Fail) => ("FAIL", Severity::Bad),
+        (_, Verdict::Unknown) => ("UNKNOWN", Severity::Warn),
+    };
+    println!(
+        "{}",
+        style.severity(sev, &style.bold(&format!("verdict: {word}")))
+    );
 }
 
 /// Where run directories go: the config's `reports`, else `reports/` here.
@@ -195,7 +335,10 @@ async fn up(
         scenario: None,
         started_at: now_ms(),
         seed: None,
+        config_path: config.path.display().to_string(),
         config: std::fs::read_to_string(&config.path).unwrap_or_default(),
+        scenario_path: None,
+        scenario_toml: None,
     });
     println!(
         "{}",

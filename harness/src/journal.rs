@@ -20,7 +20,8 @@ pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs(
   id TEXT PRIMARY KEY, scenario TEXT, started_at INTEGER NOT NULL, ended_at INTEGER,
-  seed INTEGER, soak_version TEXT NOT NULL, config TEXT, interrupted INTEGER NOT NULL DEFAULT 0);
+  seed INTEGER, soak_version TEXT NOT NULL, config TEXT, interrupted INTEGER NOT NULL DEFAULT 0,
+  config_path TEXT, scenario_path TEXT, scenario_toml TEXT);
 CREATE TABLE IF NOT EXISTS incarnations(
   id INTEGER PRIMARY KEY, service TEXT NOT NULL, pid INTEGER, started_at INTEGER NOT NULL,
   ready_at INTEGER, ended_at INTEGER, exit_code INTEGER, signal TEXT, cause TEXT, orphans INTEGER);
@@ -29,6 +30,9 @@ CREATE TABLE IF NOT EXISTS events(
 CREATE TABLE IF NOT EXISTS samples(
   ts INTEGER NOT NULL, incarnation INTEGER NOT NULL, rss_bytes INTEGER, cpu_seconds REAL,
   fds INTEGER, threads INTEGER, processes INTEGER);
+CREATE TABLE IF NOT EXISTS writes(
+  workload TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, sent_at INTEGER NOT NULL,
+  acked_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_kind ON events(kind, ts);
 CREATE INDEX IF NOT EXISTS samples_by_incarnation ON samples(incarnation, ts);
 ";
@@ -63,12 +67,17 @@ impl Cause {
 
 #[derive(Debug)]
 pub enum Record {
+    /// The run, with copies of its config and scenario files so verdicts
+    /// and reports can be rebuilt from the journal alone.
     Run {
         id: String,
         scenario: Option<String>,
         started_at: i64,
         seed: Option<i64>,
+        config_path: String,
         config: String,
+        scenario_path: Option<String>,
+        scenario_toml: Option<String>,
     },
     RunEnded {
         ended_at: i64,
@@ -106,6 +115,14 @@ pub enum Record {
         fds: u32,
         threads: u32,
         processes: u32,
+    },
+    /// A write the service acknowledged: it must be readable afterwards.
+    Write {
+        workload: String,
+        key: String,
+        value: String,
+        sent_at: i64,
+        acked_at: i64,
     },
     /// Answers once everything sent before it is committed.
     Flush(mpsc::SyncSender<()>),
@@ -263,10 +280,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
             scenario,
             started_at,
             seed,
+            config_path,
             config,
+            scenario_path,
+            scenario_toml,
         } => tx.execute(
-            "INSERT OR REPLACE INTO runs(id, scenario, started_at, seed, soak_version, config) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, scenario, started_at, seed, env!("CARGO_PKG_VERSION"), config],
+            "INSERT OR REPLACE INTO runs(id, scenario, started_at, seed, soak_version, config, config_path, scenario_path, scenario_toml) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![id, scenario, started_at, seed, env!("CARGO_PKG_VERSION"), config, config_path, scenario_path, scenario_toml],
         ),
         Record::RunEnded { ended_at, interrupted } => tx.execute(
             "UPDATE runs SET ended_at = ?1, interrupted = ?2",
@@ -317,6 +337,16 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
             "INSERT INTO samples(ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![ts, incarnation, *rss_bytes as i64, cpu_seconds, fds, threads, processes],
         ),
+        Record::Write {
+            workload,
+            key,
+            value,
+            sent_at,
+            acked_at,
+        } => tx.execute(
+            "INSERT INTO writes(workload, key, value, sent_at, acked_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![workload, key, value, sent_at, acked_at],
+        ),
         Record::Flush(_) => Ok(0),
     }
     .map(|_| ())
@@ -340,6 +370,10 @@ pub struct RunRow {
     pub seed: Option<i64>,
     pub soak_version: String,
     pub interrupted: bool,
+    pub config_path: Option<String>,
+    pub config: Option<String>,
+    pub scenario_path: Option<String>,
+    pub scenario_toml: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -376,7 +410,7 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
     conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
     let run = conn
         .query_row(
-            "SELECT id, scenario, started_at, ended_at, seed, soak_version, interrupted FROM runs LIMIT 1",
+            "SELECT id, scenario, started_at, ended_at, seed, soak_version, interrupted, config_path, config, scenario_path, scenario_toml FROM runs LIMIT 1",
             [],
             |r| {
                 Ok(RunRow {
@@ -387,6 +421,10 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                     seed: r.get(4)?,
                     soak_version: r.get(5)?,
                     interrupted: r.get::<_, i64>(6)? != 0,
+                    config_path: r.get(7)?,
+                    config: r.get(8)?,
+                    scenario_path: r.get(9)?,
+                    scenario_toml: r.get(10)?,
                 })
             },
         )
@@ -452,7 +490,10 @@ mod tests {
             scenario: None,
             started_at: 1,
             seed: None,
-            config: "{}".into(),
+            config_path: "soak.toml".into(),
+            config: String::new(),
+            scenario_path: None,
+            scenario_toml: None,
         });
         let id = tx.new_incarnation_id();
         tx.send(Record::Started {

@@ -2,6 +2,7 @@
 //! watches them, and judges from the evidence. See DESIGN.md for the map:
 //! config → plan → supervise → journal → verdict → report.
 
+pub mod chaos;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -10,5 +11,8 @@ pub mod journal;
 pub mod plan;
 pub mod record;
 pub mod report;
+pub mod run;
 pub mod rundir;
 pub mod supervise;
+pub mod verdict;
+pub mod workload;

@@ -462,6 +462,24 @@ pub(crate) fn read_source(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// Removes `.` and `..` lexically, so paths read well in messages.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The file's folder, against which its relative paths resolve.
 pub fn dir_of(path: &Path) -> PathBuf {
     path.parent()
@@ -475,16 +493,16 @@ impl Config {
     pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let mut config: Config =
             toml::from_str(source).map_err(|e| toml_error(path, source, &e))?;
-        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let absolute = normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
         let dir = dir_of(&absolute);
         config.path = absolute;
         if let Some(r) = &mut config.harness.reports {
-            *r = dir.join(&*r);
+            *r = normalize(&dir.join(&*r));
         }
         for service in config.services.values_mut() {
-            service.cwd = dir.join(&service.cwd);
+            service.cwd = normalize(&dir.join(&service.cwd));
             if let DataDir::Path(p) = &mut service.data_dir {
-                *p = dir.join(&*p);
+                *p = normalize(&dir.join(&*p));
             }
         }
         let names: Vec<&str> = config.services.keys().map(String::as_str).collect();

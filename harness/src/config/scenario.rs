@@ -137,6 +137,9 @@ pub struct Expect {
     pub availability_min: Option<Percent>,
     pub latency_p99_max: Option<Dur>,
     pub wal_max: Option<super::Size>,
+    /// File name patterns (`*` wildcard) that must not remain in the
+    /// service's data dir after it stops (temp files, stale pid files).
+    pub no_leftovers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,20 +194,34 @@ impl Scenario {
     }
 
     pub fn parse(path: &Path, source: &str) -> Result<Scenario, ConfigError> {
+        Self::parse_with(path, source, Config::load)
+    }
+
+    /// Parses with `load_config` resolving the `config` path: from disk, or
+    /// from the copy a journal keeps (so a report can be rebuilt anywhere).
+    pub fn parse_with(
+        path: &Path,
+        source: &str,
+        load_config: impl Fn(&Path) -> Result<Config, ConfigError>,
+    ) -> Result<Scenario, ConfigError> {
         let raw: RawScenario = toml::from_str(source).map_err(|e| toml_error(path, source, &e))?;
         let at = |span: std::ops::Range<usize>, msg: String, help: Option<String>| {
             ConfigError::at_span(path, source, Some(span), msg, help)
         };
-        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let config_path = super::dir_of(&absolute).join(raw.config.get_ref());
-        if !config_path.is_file() {
-            return Err(at(
-                raw.config.span(),
-                format!("config `{}` not found (looked for {})", raw.config.get_ref(), config_path.display()),
-                Some("`config` is relative to this scenario's folder, e.g. \"../fixtures/soak.toml\"".into()),
-            ));
-        }
-        let config = Config::load(&config_path)?;
+        let absolute =
+            super::normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+        let config_path = super::normalize(&super::dir_of(&absolute).join(raw.config.get_ref()));
+        let config = load_config(&config_path).map_err(|e| {
+            if e.at.is_none() {
+                at(
+                    raw.config.span(),
+                    format!("config `{}` not found (looked for {})", raw.config.get_ref(), config_path.display()),
+                    Some("`config` is relative to this scenario's folder, e.g. \"../fixtures/soak.toml\"".into()),
+                )
+            } else {
+                e
+            }
+        })?;
         let known: Vec<&str> = config.services.keys().map(String::as_str).collect();
         let check_service = |s: &Spanned<String>| {
             if config.services.contains_key(s.get_ref()) {

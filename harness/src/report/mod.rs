@@ -1,5 +1,8 @@
-//! Reports: pure functions of the journal.
+//! Reports: pure functions of the journal (and the verdict, itself a pure
+//! function of the journal).
 
+mod json;
 mod summary;
 
+pub use json::{Report, SCHEMA, build, junit, write, write_atomic, xml_escape};
 pub use summary::{ServiceSummary, summarize};

@@ -24,7 +24,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -71,7 +70,6 @@ enum Control {
 struct Handle {
     control: mpsc::UnboundedSender<Control>,
     state: watch::Receiver<ServiceState>,
-    task: JoinHandle<()>,
 }
 
 pub struct Supervisor {
@@ -96,7 +94,7 @@ impl Supervisor {
             .map(|sp| {
                 let (control, rx) = mpsc::unbounded_channel();
                 let (state_tx, state) = watch::channel(ServiceState::default());
-                let task = tokio::spawn(
+                tokio::spawn(
                     ServiceLoop {
                         sp: sp.clone(),
                         rec: recorder.clone(),
@@ -106,14 +104,7 @@ impl Supervisor {
                     }
                     .run(),
                 );
-                (
-                    sp.name.clone(),
-                    Handle {
-                        control,
-                        state,
-                        task,
-                    },
-                )
+                (sp.name.clone(), Handle { control, state })
             })
             .collect();
         Supervisor { services }
@@ -160,8 +151,8 @@ impl Supervisor {
         Ok(rx.await.ok().flatten())
     }
 
-    /// Stops every service, in parallel, and waits for their tasks.
-    pub async fn stop_all(self) {
+    /// Stops every service, in parallel, and waits until each is stopped.
+    pub async fn stop_all(&self) {
         let mut waits = Vec::new();
         for h in self.services.values() {
             let (reply, rx) = oneshot::channel();
@@ -171,8 +162,9 @@ impl Supervisor {
         for w in waits {
             let _ = w.await;
         }
-        for (_, h) in self.services {
-            let _ = h.task.await;
+        for h in self.services.values() {
+            let mut state = h.state.clone();
+            let _ = state.wait_for(|s| s.phase == Phase::Stopped).await;
         }
     }
 }

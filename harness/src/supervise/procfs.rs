@@ -111,9 +111,32 @@ pub fn socket_inodes(pid: i32) -> Vec<u64> {
     .collect()
 }
 
-/// Open file descriptors of `pid`.
-pub fn fd_count(pid: i32) -> Option<usize> {
-    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+/// The fd numbers `pid` has open.
+pub fn open_fds(pid: i32) -> Option<Vec<u64>> {
+    Some(
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
+}
+
+/// The soft RLIMIT_NOFILE under which exactly `headroom` more fds can be
+/// opened. The kernel refuses an fd *number* at or above the limit and hands
+/// out the lowest free number, so with gaps below the highest open fd
+/// "open count + headroom" would leave more room than asked.
+pub fn limit_for_headroom(open: &[u64], headroom: u64) -> u64 {
+    let mut free_seen = 0;
+    let mut n = 0;
+    loop {
+        if !open.contains(&n) {
+            if free_seen == headroom {
+                return n;
+            }
+            free_seen += 1;
+        }
+        n += 1;
+    }
 }
 
 #[cfg(test)]
@@ -125,6 +148,15 @@ mod tests {
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0\n   1: 0100007F:1F90 0100007F:C000 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0\n";
         assert_eq!(parse_listening(text, 8080), vec![4242]);
         assert!(parse_listening(text, 8081).is_empty());
+    }
+
+    #[test]
+    fn the_limit_counts_free_fd_numbers_not_open_ones() {
+        assert_eq!(limit_for_headroom(&[0, 1, 2], 0), 3);
+        assert_eq!(limit_for_headroom(&[0, 1, 2], 2), 5);
+        // A gap at 3: with no headroom the limit must stop right there.
+        assert_eq!(limit_for_headroom(&[0, 1, 2, 4, 5], 0), 3);
+        assert_eq!(limit_for_headroom(&[0, 1, 2, 4, 5], 1), 6);
     }
 
     #[test]

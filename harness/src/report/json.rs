@@ -1,0 +1,215 @@
+//! `report.json` (schema `soak-report/1`, documented in docs/report-schema.md)
+//! and `junit.xml`: pure functions of the journal and the verdict.
+
+use super::summary::{ServiceSummary, summarize};
+use crate::journal::RunData;
+use crate::verdict::{self, Assertion, Verdict};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const SCHEMA: &str = "soak-report/1";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub verdict: Verdict,
+    pub interrupted: bool,
+    pub run: RunInfo,
+    pub assertions: Vec<Assertion>,
+    pub services: BTreeMap<String, ServiceSummary>,
+    pub faults: Vec<FaultInfo>,
+    pub workloads: BTreeMap<String, WorkloadInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub scenario: Option<String>,
+    pub description: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub duration_ms: i64,
+    pub seed: Option<i64>,
+    pub soak_version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultInfo {
+    pub step: usize,
+    pub action: String,
+    pub target: String,
+    pub injected_at: i64,
+    pub rolled_back_at: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkloadInfo {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub worst_p99_ms: f64,
+    pub acknowledged_writes: Option<u64>,
+    pub missing_writes: Option<u64>,
+}
+
+/// Builds the report of a run from its journal and its judged assertions.
+pub fn build(data: &RunData, description: Option<String>, assertions: Vec<Assertion>) -> Report {
+    let run = data.run.clone();
+    let interrupted = run
+        .as_ref()
+        .is_some_and(|r| r.interrupted || r.ended_at.is_none());
+    let started_at = run.as_ref().map_or(0, |r| r.started_at);
+    let end = verdict::run_end(data);
+    let faults = verdict::faults(data)
+        .into_iter()
+        .map(|f| FaultInfo {
+            rolled_back_at: data
+                .events
+                .iter()
+                .find(|e| {
+                    e.kind == "fault-rolled-back"
+                        && e.detail["step"].as_u64() == Some(f.step as u64)
+                        && e.ts >= f.injected_at
+                })
+                .map(|e| e.ts),
+            step: f.step,
+            action: f.action,
+            target: f.target,
+            injected_at: f.injected_at,
+            detail: f.detail,
+        })
+        .collect();
+    let mut workloads: BTreeMap<String, WorkloadInfo> = BTreeMap::new();
+    for e in &data.events {
+        let Some(name) = e.detail["workload"].as_str() else {
+            continue;
+        };
+        let w = workloads.entry(name.to_string()).or_default();
+        match e.kind.as_str() {
+            "load" => {
+                w.sent += e.detail["sent"].as_u64().unwrap_or(0);
+                w.ok += e.detail["ok"].as_u64().unwrap_or(0);
+                w.failed += e.detail["failed"].as_u64().unwrap_or(0);
+                w.worst_p99_ms = w
+                    .worst_p99_ms
+                    .max(e.detail["p99_ms"].as_f64().unwrap_or(0.0));
+            }
+            "readback" => {
+                w.acknowledged_writes = e.detail["checked"].as_u64();
+                w.missing_writes = e.detail["missing_count"].as_u64();
+            }
+            _ => {}
+        }
+    }
+    Report {
+        schema: SCHEMA,
+        verdict: verdict::overall(&assertions, interrupted),
+        interrupted,
+        run: RunInfo {
+            id: run.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+            scenario: run.as_ref().and_then(|r| r.scenario.clone()),
+            description,
+            started_at,
+            ended_at: run.as_ref().and_then(|r| r.ended_at),
+            duration_ms: (end - started_at).max(0),
+            seed: run.as_ref().and_then(|r| r.seed),
+            soak_version: run
+                .as_ref()
+                .map(|r| r.soak_version.clone())
+                .unwrap_or_default(),
+        },
+        assertions,
+        services: summarize(data),
+        faults,
+        workloads,
+    }
+}
+
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // XML 1.0 forbids most control characters even escaped.
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One testsuite per scenario, one testcase per assertion. A failure carries
+/// the reason; an unknown is an `<error>` (inconclusive), never a pass.
+pub fn junit(r: &Report) -> String {
+    let suite = r.run.scenario.clone().unwrap_or_else(|| "soak".into());
+    let count = |v| r.assertions.iter().filter(|a| a.verdict == v).count();
+    let (failures, errors) = (
+        count(Verdict::Fail),
+        count(Verdict::Unknown) + usize::from(r.interrupted),
+    );
+    let tests = r.assertions.len() + usize::from(r.interrupted);
+    let secs = r.run.duration_ms as f64 / 1000.0;
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites name=\"soak\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{secs:.3}\">\n"
+    ));
+    x.push_str(&format!(
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{secs:.3}\" timestamp=\"{}\">\n",
+        xml_escape(&suite),
+        &crate::clock::rfc3339_ms(r.run.started_at)[..19]
+    ));
+    for a in &r.assertions {
+        let name = match &a.service {
+            Some(s) => format!("{}[{s}]", a.name),
+            None => a.name.clone(),
+        };
+        x.push_str(&format!(
+            "    <testcase name=\"{}\" classname=\"soak.{}\" time=\"0\">",
+            xml_escape(&name),
+            xml_escape(&suite)
+        ));
+        let body = format!("expected: {}\nobserved: {}", a.expected, a.observed);
+        match a.verdict {
+            Verdict::Pass => {}
+            Verdict::Fail => x.push_str(&format!(
+                "\n      <failure message=\"{}\" type=\"assertion\">{}</failure>\n    ",
+                xml_escape(&a.reason),
+                xml_escape(&body)
+            )),
+            Verdict::Unknown => x.push_str(&format!(
+                "\n      <error message=\"{}\" type=\"unknown\">{}</error>\n    ",
+                xml_escape(&a.reason),
+                xml_escape(&body)
+            )),
+        }
+        x.push_str("</testcase>\n");
+    }
+    if r.interrupted {
+        x.push_str(&format!(
+            "    <testcase name=\"run\" classname=\"soak.{}\" time=\"0\">\n      <error message=\"the run was interrupted before it finished\" type=\"interrupted\"/>\n    </testcase>\n",
+            xml_escape(&suite)
+        ));
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
+/// Writes report.json and junit.xml into `dir` (atomically, so a reader
+/// never sees half a file).
+pub fn write(dir: &Path, r: &Report) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join("report.json"), json.as_bytes())?;
+    write_atomic(&dir.join("junit.xml"), junit(r).as_bytes())
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,342 @@
+//! Runs a scenario end to end: plan, supervise, reach the steady state, load,
+//! inject each step on time, roll every fault back, recover, read back, check
+//! integrity, stop, then judge and report from the journal alone.
+
+use crate::chaos::{self, Fault};
+use crate::clock::{human, now_ms};
+use crate::config::scenario::{Action, Scenario};
+use crate::journal::{self, Journal, Record};
+use crate::plan::Plan;
+use crate::record::{Note, Recorder, Severity};
+use crate::report::{self, Report};
+use crate::supervise::{Phase, Supervisor};
+use crate::verdict;
+use crate::workload::Load;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+pub struct Options {
+    /// The `soak` binary, which runs shims.
+    pub shim_exe: PathBuf,
+    pub notes: Option<UnboundedSender<Note>>,
+    /// Overrides the scenario's duration (`soak run --hours`).
+    pub duration: Option<Duration>,
+    /// Where run directories go when the config does not say.
+    pub reports: PathBuf,
+}
+
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    pub report: Report,
+    /// Why the run could not be judged (never became healthy, a fault could
+    /// not be injected); the report says so too.
+    pub inconclusive: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Resolves when soak is asked to stop (Ctrl-C, SIGTERM).
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Waits until every service is ready; Err names one that is not.
+async fn steady(sup: &Supervisor, names: &[String], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    for name in names {
+        let mut state = sup.state(name).map_err(|e| e.to_string())?;
+        let wait = state.wait_for(|s| {
+            matches!(
+                s.phase,
+                Phase::Ready | Phase::Down | Phase::GaveUp | Phase::Stopped
+            )
+        });
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(s)) if s.phase == Phase::Ready => {}
+            Ok(Ok(s)) => return Err(format!("{name} never became healthy ({:?})", s.phase)),
+            Ok(Err(_)) => return Err(format!("{name} is gone")),
+            Err(_) => return Err(format!("{name} not healthy within {}", human(limit))),
+        }
+    }
+    Ok(())
+}
+
+fn run_id(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Rebuilds a scenario from the copies its journal keeps.
+pub fn scenario_from_journal(run: &journal::RunRow) -> Option<Scenario> {
+    let (path, toml) = (run.scenario_path.as_ref()?, run.scenario_toml.as_ref()?);
+    let (config_path, config) = (run.config_path.clone()?, run.config.clone()?);
+    Scenario::parse_with(Path::new(path), toml, |_| {
+        crate::config::Config::parse(Path::new(&config_path), &config)
+    })
+    .ok()
+}
+
+/// Judges a finished (or interrupted) run and writes its report files.
+pub fn judge_and_report(run_dir: &Path) -> Result<Report, String> {
+    let data = journal::read(&run_dir.join("journal.sqlite")).map_err(|e| e.to_string())?;
+    let sc = data.run.as_ref().and_then(scenario_from_journal);
+    let assertions = sc
+        .as_ref()
+        .map(|s| verdict::judge(s, &data))
+        .unwrap_or_default();
+    let report = report::build(&data, sc.map(|s| s.description), assertions);
+    report::write(run_dir, &report).map_err(|e| format!("cannot write the report: {e}"))?;
+    Ok(report)
+}
+
+pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
+    let reports = sc
+        .config
+        .harness
+        .reports
+        .clone()
+        .unwrap_or_else(|| opts.reports.clone());
+    let run_dir = crate::rundir::create(&reports, &sc.name).map_err(|e| {
+        RunError::Setup(format!(
+            "cannot create a run directory in {}: {e}",
+            reports.display()
+        ))
+    })?;
+    let plan = Plan::new(&sc.config, &sc.services, &run_dir)
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let journal = Journal::create(&run_dir.join("journal.sqlite"))
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    journal.tx().send(Record::Run {
+        id: run_id(&run_dir),
+        scenario: Some(sc.name.clone()),
+        started_at: now_ms(),
+        seed: sc.schedule.as_ref().map(|s| s.seed as i64),
+        config_path: sc.config.path.display().to_string(),
+        config: std::fs::read_to_string(&sc.config.path).unwrap_or_default(),
+        scenario_path: Some(sc.path.display().to_string()),
+        scenario_toml: std::fs::read_to_string(&sc.path).ok(),
+    });
+    let rec = Recorder::new(journal.tx(), opts.notes.clone());
+    let sup = Arc::new(Supervisor::start(&plan, &rec, opts.shim_exe.clone()));
+    let stop_signal = interrupted();
+    tokio::pin!(stop_signal);
+
+    let mut inconclusive = None;
+    let mut was_interrupted = false;
+    let grace = sc
+        .services
+        .iter()
+        .filter_map(|s| {
+            sc.config.services[s]
+                .health
+                .as_ref()
+                .map(|h| h.start_grace.0)
+        })
+        .max()
+        .unwrap_or(Duration::from_secs(5))
+        + Duration::from_secs(5);
+    let steady_since = tokio::select! {
+        r = steady(&sup, &sc.services, grace) => match r {
+            Ok(()) => {
+                rec.event(None, "steady", json!({}), Severity::Good, "all services healthy: starting the scenario");
+                Some(Instant::now())
+            }
+            Err(why) => {
+                rec.event(None, "not-steady", json!({"reason": why}), Severity::Bad, format!("inconclusive: {why}"));
+                inconclusive = Some(why);
+                None
+            }
+        },
+        _ = &mut stop_signal => { was_interrupted = true; None }
+    };
+
+    let mut load = None;
+    let mut stopped_by_step: Vec<String> = Vec::new();
+    if let Some(t0) = steady_since {
+        load = Some(Load::start(
+            &sc.config,
+            &plan,
+            &sc.workloads,
+            &rec,
+            Duration::from_secs(1),
+        ));
+        let duration = opts.duration.unwrap_or(sc.duration);
+        let end = t0 + duration;
+        let mut next = 0usize;
+        let mut active: Vec<(Option<Instant>, Fault)> = Vec::new();
+        loop {
+            let next_step = sc.steps.get(next).map(|s| t0 + s.at);
+            let next_rollback = active.iter().filter_map(|(d, _)| *d).min();
+            let wake = [Some(end), next_step, next_rollback]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(end);
+            // Faults held "until the supervisor acts" end when the
+            // incarnation they hit is gone; check at least every 200 ms.
+            let wake = wake.min(Instant::now() + Duration::from_millis(200));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = &mut stop_signal => { was_interrupted = true; break; }
+            }
+            let now = Instant::now();
+            let mut i = 0;
+            while i < active.len() {
+                let current = sup
+                    .state(&active[i].1.target)
+                    .ok()
+                    .and_then(|s| s.borrow().incarnation);
+                let due = active[i].0.is_some_and(|d| d <= now);
+                let open_ended_done = active[i].0.is_none() && active[i].1.target_replaced(current);
+                if due || open_ended_done {
+                    active.swap_remove(i).1.roll_back(&rec).await;
+                } else {
+                    i += 1;
+                }
+            }
+            if now >= end {
+                break;
+            }
+            if next_step.is_some_and(|t| t <= now) {
+                let step = &sc.steps[next];
+                match chaos::inject(next, step, &sup, &plan, &rec, &opts.shim_exe).await {
+                    Ok(fault) => {
+                        if step.action == Action::Stop {
+                            stopped_by_step.push(step.target.clone());
+                        }
+                        // A kill or a stop leaves nothing to undo.
+                        if !matches!(step.action, Action::Kill { .. } | Action::Stop) {
+                            let until = step.action.hold().map(|h| Instant::now() + h);
+                            active.push((until, fault));
+                        }
+                    }
+                    Err(e) => {
+                        rec.event(
+                            Some(&step.target),
+                            "inject-failed",
+                            json!({"step": next, "error": e.to_string()}),
+                            Severity::Bad,
+                            e.to_string(),
+                        );
+                        inconclusive = Some(e.to_string());
+                        break;
+                    }
+                }
+                next += 1;
+            }
+        }
+        for (_, fault) in active.drain(..) {
+            fault.roll_back(&rec).await;
+        }
+    }
+    if let Some(load) = &mut load {
+        load.stop().await;
+    }
+    if !was_interrupted && inconclusive.is_none() {
+        let recovering: Vec<String> = sc
+            .services
+            .iter()
+            .filter(|s| !stopped_by_step.contains(s))
+            .cloned()
+            .collect();
+        tokio::select! {
+            r = steady(&sup, &recovering, Duration::from_secs(30)) => {
+                if let Err(why) = r {
+                    rec.event(None, "not-recovered", json!({"reason": why}), Severity::Bad, format!("not recovered: {why}"));
+                }
+            }
+            _ = &mut stop_signal => was_interrupted = true,
+        }
+    }
+    if !was_interrupted && let Some(load) = &load {
+        for w in &sc.workloads {
+            load.read_back(w, &rec).await;
+        }
+    }
+    sup.stop_all().await;
+    if !was_interrupted {
+        for sp in &plan.services {
+            for db in &sp.sqlite {
+                let result = integrity_check(db);
+                let sev = if result == "ok" {
+                    Severity::Good
+                } else {
+                    Severity::Bad
+                };
+                rec.event(
+                    Some(&sp.name),
+                    "integrity",
+                    json!({"db": db, "result": result}),
+                    sev,
+                    format!("integrity_check {}: {result}", db.display()),
+                );
+            }
+            let files: Vec<String> = std::fs::read_dir(&sp.data_dir)
+                .map(|rd| {
+                    rd.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            rec.journal.event(
+                Some(&sp.name),
+                "data-dir",
+                json!({"path": sp.data_dir, "files": files}),
+            );
+        }
+    }
+    if was_interrupted {
+        rec.event(
+            None,
+            "interrupted",
+            json!({}),
+            Severity::Warn,
+            "interrupted: faults rolled back, services stopped",
+        );
+    }
+    rec.journal.send(Record::RunEnded {
+        ended_at: now_ms(),
+        interrupted: was_interrupted,
+    });
+    drop(rec);
+    drop(sup);
+    journal.close();
+    let report = judge_and_report(&run_dir).map_err(RunError::Setup)?;
+    Ok(Outcome {
+        run_dir,
+        report,
+        inconclusive,
+    })
+}
+
+/// `PRAGMA integrity_check` through a read-only connection.
+fn integrity_check(db: &Path) -> String {
+    if !db.exists() {
+        return format!("missing: {}", db.display());
+    }
+    let check = || -> rusqlite::Result<String> {
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+    };
+    check().unwrap_or_else(|e| format!("cannot check: {e}"))
+}

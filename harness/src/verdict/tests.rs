@@ -1,0 +1,287 @@
+//! Verdicts tested with data: hand-written journals, no processes, no clocks.
+
+use super::*;
+use crate::config::Config;
+use crate::journal::RunRow;
+use serde_json::json;
+use std::path::Path;
+
+const CONFIG: &str = r#"
+[services.gateway]
+command = ["gw"]
+[services.store]
+command = ["store"]
+sqlite = ["{data_dir}/store.db"]
+[workloads.items]
+service = "store"
+write = { method = "POST", url = "http://127.0.0.1:{port}/items", expect_status = 201 }
+read = { url = "http://127.0.0.1:{port}/items/{key}" }
+"#;
+
+fn scenario(body: &str) -> Scenario {
+    let src =
+        format!("config = \"soak.toml\"\nduration = \"60s\"\nworkloads = [\"items\"]\n{body}");
+    Scenario::parse_with(Path::new("/s/x.toml"), &src, |p| Config::parse(p, CONFIG)).unwrap()
+}
+
+fn ev(ts: i64, service: &str, kind: &str, detail: Value) -> EventRow {
+    EventRow {
+        id: ts,
+        ts,
+        service: Some(service.into()),
+        kind: kind.into(),
+        detail,
+    }
+}
+
+fn inc(
+    id: i64,
+    service: &str,
+    start: i64,
+    end: Option<i64>,
+    cause: Option<&str>,
+    orphans: i64,
+) -> IncarnationRow {
+    IncarnationRow {
+        id,
+        service: service.into(),
+        pid: Some(1000 + id as i32),
+        started_at: start,
+        ready_at: Some(start + 100),
+        ended_at: end,
+        exit_code: None,
+        signal: end.map(|_| "KILL".into()),
+        cause: cause.map(str::to_string),
+        orphans: Some(orphans),
+    }
+}
+
+fn data(incarnations: Vec<IncarnationRow>, events: Vec<EventRow>) -> RunData {
+    RunData {
+        run: Some(RunRow {
+            id: "r".into(),
+            scenario: Some("x".into()),
+            started_at: 0,
+            ended_at: Some(60_000),
+            seed: None,
+            soak_version: "0".into(),
+            interrupted: false,
+            config_path: None,
+            config: None,
+            scenario_path: None,
+            scenario_toml: None,
+        }),
+        incarnations,
+        events,
+    }
+}
+
+const KILL: &str = "[[steps]]\nat = \"5s\"\naction = \"kill\"\ntarget = \"gateway\"\n";
+
+#[test]
+fn a_quick_recovery_passes_healthy_within_and_restarts() {
+    let sc = scenario(&format!(
+        "{KILL}[expect]\nhealthy_within = \"15s\"\nrestarts = {{ max = 1 }}\nno_orphans = true\n"
+    ));
+    let d = data(
+        vec![
+            inc(1, "gateway", 0, Some(5_010), Some("planned"), 0),
+            inc(2, "gateway", 5_120, Some(60_000), Some("stopped"), 0),
+        ],
+        vec![
+            ev(
+                5_000,
+                "gateway",
+                "fault-injected",
+                json!({"step": 0, "action": "kill"}),
+            ),
+            ev(5_010, "gateway", "exited", json!({})),
+            ev(7_400, "gateway", "ready", json!({})),
+        ],
+    );
+    let a = judge(&sc, &d);
+    assert!(a.iter().all(|a| a.verdict == Verdict::Pass), "{a:#?}");
+    assert_eq!(
+        a[0].reason,
+        "gateway healthy again 2.4 s after the kill (limit 15.0 s)"
+    );
+    assert_eq!(overall(&a, false), Verdict::Pass);
+}
+
+#[test]
+fn orphans_holding_the_port_fail_with_their_pids() {
+    let sc = scenario(&format!("{KILL}[expect]\nno_orphans = true\n"));
+    let d = data(
+        vec![inc(1, "gateway", 0, Some(5_010), Some("planned"), 2)],
+        vec![ev(
+            5_200,
+            "gateway",
+            "orphans",
+            json!({"pid": 1001, "orphans": [
+            {"pid": 1002, "command": "gateway --worker", "holds_port": true},
+            {"pid": 1003, "command": "gateway --worker", "holds_port": true}]}),
+        )],
+    );
+    let a = judge(&sc, &d);
+    let orphan = a
+        .iter()
+        .find(|a| a.name == "no_orphans" && a.service.as_deref() == Some("gateway"))
+        .unwrap();
+    assert_eq!(orphan.verdict, Verdict::Fail);
+    assert!(
+        orphan.reason.contains("2 still listening on its port"),
+        "{}",
+        orphan.reason
+    );
+    assert!(
+        orphan
+            .reason
+            .contains("1002 (gateway --worker) holding the port"),
+        "{}",
+        orphan.reason
+    );
+}
+
+#[test]
+fn an_undetected_hang_fails_naming_green_health_and_failed_work() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nscope = \"children\"\nfor = \"15s\"\n[expect]\ndetected_within = \"10s\"\n",
+    );
+    let mut events = vec![ev(
+        5_000,
+        "gateway",
+        "fault-injected",
+        json!({"step": 0, "action": "hang"}),
+    )];
+    for s in 6..=15 {
+        events.push(ev(
+            s * 1000,
+            "gateway",
+            "load",
+            json!({"sent": 5, "failed": 5}),
+        ));
+    }
+    let a = judge(
+        &sc,
+        &data(vec![inc(1, "gateway", 0, None, None, 0)], events),
+    );
+    assert_eq!(a[0].verdict, Verdict::Fail);
+    assert_eq!(
+        a[0].reason,
+        "hang of gateway not detected within 10.0 s: health stayed green while 50 of 50 requests to gateway failed"
+    );
+}
+
+#[test]
+fn a_detected_hang_passes() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\n[expect]\ndetected_within = \"10s\"\n",
+    );
+    let d = data(
+        vec![],
+        vec![
+            ev(
+                5_000,
+                "gateway",
+                "fault-injected",
+                json!({"step": 0, "action": "hang"}),
+            ),
+            ev(8_200, "gateway", "hung", json!({})),
+        ],
+    );
+    let a = judge(&sc, &d);
+    assert_eq!(
+        (a[0].verdict, a[0].observed.as_str()),
+        (Verdict::Pass, "detected after 3.2 s")
+    );
+}
+
+#[test]
+fn lost_writes_are_named_and_no_readback_is_unknown() {
+    let sc = scenario("[expect]\nwrites_survive = \"items\"\n");
+    let d = data(
+        vec![],
+        vec![ev(
+            50_000,
+            "store",
+            "readback",
+            json!({"workload": "items", "checked": 40, "missing_count": 3,
+        "missing": ["k17: status 404", "k18: status 404", "k19: status 404"]}),
+        )],
+    );
+    let a = judge(&sc, &d);
+    assert_eq!(a[0].verdict, Verdict::Fail);
+    assert_eq!(
+        a[0].reason,
+        "3 acknowledged write(s) of items missing after the run: k17, k18, k19"
+    );
+    let none = judge(&sc, &data(vec![], vec![]));
+    assert_eq!(none[0].verdict, Verdict::Unknown);
+    assert_eq!(overall(&none, false), Verdict::Unknown);
+}
+
+#[test]
+fn an_ignored_sigterm_fails_stops_within_and_exit_code() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"stop\"\ntarget = \"gateway\"\n[expect]\nstops_within = \"5s\"\nexit_code = 0\n",
+    );
+    let d = data(
+        vec![],
+        vec![
+            ev(
+                5_000,
+                "gateway",
+                "fault-injected",
+                json!({"step": 0, "action": "stop", "signal": "TERM"}),
+            ),
+            ev(
+                10_010,
+                "gateway",
+                "stop-result",
+                json!({"step": 0, "took_ms": 5010, "exit_code": null, "signal": "KILL", "killed_after_grace": true, "grace_ms": 5000}),
+            ),
+        ],
+    );
+    let a = judge(&sc, &d);
+    assert_eq!(
+        a[0].reason,
+        "gateway ignored SIGTERM: still running after the 5.0 s grace, killed"
+    );
+    assert_eq!(
+        a[1].reason,
+        "gateway ended with signal KILL (killed after grace), expected exit code 0"
+    );
+    assert!(a.iter().all(|a| a.verdict == Verdict::Fail));
+}
+
+#[test]
+fn a_crash_during_a_fault_fails_survives() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"fd-exhaustion\"\ntarget = \"gateway\"\nfor = \"5s\"\n[expect]\nsurvives = true\n",
+    );
+    let mut crashed = inc(1, "gateway", 0, Some(5_800), Some("unplanned"), 0);
+    crashed.exit_code = Some(1);
+    crashed.signal = None;
+    let d = data(
+        vec![crashed],
+        vec![ev(
+            5_000,
+            "gateway",
+            "fault-injected",
+            json!({"step": 0, "action": "fd-exhaustion"}),
+        )],
+    );
+    let a = judge(&sc, &d);
+    assert_eq!(
+        a[0].reason,
+        "gateway pid 1001 died during the fd-exhaustion: exit code 1 800 ms after the fault (unplanned)"
+    );
+}
+
+#[test]
+fn glob_matches_star_patterns() {
+    assert!(glob("*.tmp", "gateway-12.tmp"));
+    assert!(!glob("*.tmp", "gateway.db"));
+    assert!(glob("a*b*c", "aXXbYc"));
+    assert!(glob("exact", "exact"));
+}

@@ -1,0 +1,412 @@
+//! Workloads: the requests soak sends while it watches. Open loop: request n
+//! is due at `start + n / rate` whatever happened to request n-1, and its
+//! latency is measured from that intended time, so a stalled service cannot
+//! hide its stall by slowing the sender down (coordinated omission).
+//!
+//! Every acknowledged write goes to the journal; at the end each is read back.
+//! Each interval, counts and latency quantiles go to the journal as a `load`
+//! event. Traffic is bounded: by the run's end, by a cap on requests in
+//! flight, and by a per-request timeout.
+
+use crate::clock::now_ms;
+use crate::config::{Config, Request, expand};
+use crate::journal::Record;
+use crate::plan::Plan;
+use crate::record::{Recorder, Severity};
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// A request that takes longer than this failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Requests in flight per workload; past this, due requests count as failed
+/// ("overloaded") instead of piling up.
+const MAX_IN_FLIGHT: usize = 256;
+/// Acknowledged writes kept in memory for reads and the final read-back.
+const KEEP_ACKED: usize = 100_000;
+
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    service: String,
+    port: u16,
+    write: Option<Request>,
+    read: Option<Request>,
+    rate: f64,
+}
+
+#[derive(Default)]
+struct Interval {
+    sent: u64,
+    ok: u64,
+    failed: u64,
+    latencies_ms: Vec<f64>,
+    errors: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+struct Shared {
+    interval: Interval,
+    acked: VecDeque<(String, String)>,
+    acked_total: u64,
+}
+
+/// One running workload: its name, counters, target and sending task.
+type Running = (String, Arc<Mutex<Shared>>, Target, JoinHandle<()>);
+
+pub struct Load {
+    stop: watch::Sender<bool>,
+    tasks: Vec<Running>,
+}
+
+/// What the read-back found for one workload.
+#[derive(Debug, Clone)]
+pub struct ReadBack {
+    pub checked: usize,
+    pub missing: Vec<(String, String)>,
+}
+
+/// `{port}`, `{key}`, `{value}` of one request.
+fn vars<'a>(port: &'a str, key: &'a str, value: &'a str) -> [(&'a str, &'a str); 3] {
+    [("port", port), ("key", key), ("value", value)]
+}
+
+/// Sends one request; Ok(()) when it is acknowledged (status and body match).
+async fn send(req: &Request, port: u16, key: &str, value: &str) -> Result<(), String> {
+    let port = port.to_string();
+    let v = vars(&port, key, value);
+    match req {
+        Request::Http {
+            method,
+            url,
+            body,
+            headers,
+            expect_status,
+            expect_body,
+        } => {
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(k, val)| (k.clone(), expand(val, &v)))
+                .collect();
+            let body = body.as_ref().map(|b| expand(b, &v));
+            let r = crate::http::request(
+                method,
+                &expand(url, &v),
+                &headers,
+                body.as_deref(),
+                REQUEST_TIMEOUT,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if r.status != *expect_status {
+                return Err(format!("status {}", r.status));
+            }
+            if let Some(want) = expect_body
+                && !r.body.contains(&expand(want, &v))
+            {
+                return Err("unexpected body".into());
+            }
+            Ok(())
+        }
+        Request::Exec {
+            command,
+            expect_body,
+        } => {
+            let argv: Vec<String> = command.iter().map(|a| expand(a, &v)).collect();
+            let mut cmd = tokio::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let out = tokio::time::timeout(REQUEST_TIMEOUT, cmd.output())
+                .await
+                .map_err(|_| "timed out".to_string())?
+                .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+            if !out.status.success() {
+                return Err(format!("{}", out.status));
+            }
+            if let Some(want) = expect_body
+                && !String::from_utf8_lossy(&out.stdout).contains(&expand(want, &v))
+            {
+                return Err("unexpected output".into());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+impl Load {
+    /// Starts the named workloads against the plan's services.
+    pub fn start(
+        config: &Config,
+        plan: &Plan,
+        names: &[String],
+        rec: &Recorder,
+        report_every: Duration,
+    ) -> Load {
+        let (stop, stopped) = watch::channel(false);
+        let salt = now_ms() % 100_000;
+        let mut tasks = Vec::new();
+        for name in names {
+            let Some(w) = config.workloads.get(name) else {
+                continue;
+            };
+            let Some(svc) = plan.service(w.service.get_ref()) else {
+                continue;
+            };
+            let target = Target {
+                name: name.clone(),
+                service: svc.name.clone(),
+                port: svc.port,
+                write: w.write.clone(),
+                read: w.read.clone(),
+                rate: w.rate.0,
+            };
+            let shared = Arc::new(Mutex::new(Shared::default()));
+            let task = tokio::spawn(drive(
+                target.clone(),
+                shared.clone(),
+                rec.clone(),
+                stopped.clone(),
+                report_every,
+                salt,
+            ));
+            tasks.push((name.clone(), shared, target, task));
+        }
+        Load { stop, tasks }
+    }
+
+    /// Stops sending, waits for requests in flight, flushes the last interval.
+    pub async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        for (_, _, _, task) in &mut self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Reads back every acknowledged write of `workload` (bounded in time).
+    pub async fn read_back(&self, workload: &str, rec: &Recorder) -> Option<ReadBack> {
+        let (_, shared, target, _) = self.tasks.iter().find(|(n, ..)| n == workload)?;
+        target.write.as_ref()?;
+        let read = target.read.as_ref()?;
+        let acked: Vec<(String, String)> = shared.lock().ok()?.acked.iter().cloned().collect();
+        let mut missing = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // One at a time: on loopback that is ~1 ms each, and gentle on a
+        // service that just recovered.
+        for (k, v) in &acked {
+            let r = if Instant::now() > deadline {
+                Err("read-back ran out of time".to_string())
+            } else {
+                send(read, target.port, k, v).await
+            };
+            if let Err(e) = r {
+                missing.push((k.clone(), e));
+            }
+        }
+        let rb = ReadBack {
+            checked: acked.len(),
+            missing,
+        };
+        let first: Vec<String> = rb
+            .missing
+            .iter()
+            .take(50)
+            .map(|(k, e)| format!("{k}: {e}"))
+            .collect();
+        let severity = if rb.missing.is_empty() {
+            Severity::Good
+        } else {
+            Severity::Bad
+        };
+        rec.event(
+            Some(&target.service),
+            "readback",
+            json!({"workload": workload, "checked": rb.checked, "missing_count": rb.missing.len(), "missing": first}),
+            severity,
+            format!("read back {} acknowledged write(s) of {workload}: {} missing", rb.checked, rb.missing.len()),
+        );
+        Some(rb)
+    }
+}
+
+async fn drive(
+    t: Target,
+    shared: Arc<Mutex<Shared>>,
+    rec: Recorder,
+    mut stopped: watch::Receiver<bool>,
+    report_every: Duration,
+    salt: i64,
+) {
+    let start = tokio::time::Instant::now();
+    let period = Duration::from_secs_f64(1.0 / t.rate);
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut next_report = start + report_every;
+    let mut n: u64 = 0;
+    let mut in_flight = Vec::new();
+    loop {
+        let due = start + period.mul_f64(n as f64);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.min(next_report)) => {}
+            _ = stopped.changed() => break,
+        }
+        if *stopped.borrow() {
+            break;
+        }
+        if tokio::time::Instant::now() >= next_report {
+            flush(&t, &shared, &rec);
+            next_report += report_every;
+            continue;
+        }
+        n += 1;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.interval.sent += 1;
+            s.interval.failed += 1;
+            *s.interval
+                .errors
+                .entry("overloaded: too many requests in flight".into())
+                .or_default() += 1;
+            continue;
+        };
+        // Alternate writes and reads of acknowledged keys; a workload with
+        // only `read` (or nothing acked yet) is plain load.
+        let acked_sample = {
+            let s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            (!s.acked.is_empty()).then(|| s.acked[(n as usize * 7919) % s.acked.len()].clone())
+        };
+        let op = match (&t.write, &t.read, acked_sample) {
+            (Some(_), Some(_), Some(kv)) if n % 2 == 0 => Op::Read(kv),
+            (Some(_), _, _) => Op::Write(format!("k{n}"), format!("v{n}-{salt}")),
+            (None, _, _) => Op::Read((format!("k{n}"), String::new())),
+        };
+        let (t2, shared2, rec2) = (t.clone(), shared.clone(), rec.clone());
+        let intended = due.into_std();
+        let sent_at = now_ms();
+        in_flight.push(tokio::spawn(async move {
+            let _permit = permit;
+            let (result, write) = match &op {
+                Op::Write(k, v) => (
+                    send(
+                        t2.write.as_ref().expect("write op implies a write"),
+                        t2.port,
+                        k,
+                        v,
+                    )
+                    .await,
+                    Some((k, v)),
+                ),
+                Op::Read((k, v)) => (
+                    send(
+                        t2.read.as_ref().expect("read op implies a read"),
+                        t2.port,
+                        k,
+                        v,
+                    )
+                    .await,
+                    None,
+                ),
+            };
+            let latency = intended.elapsed().as_secs_f64() * 1000.0;
+            let mut s = shared2.lock().unwrap_or_else(|e| e.into_inner());
+            s.interval.sent += 1;
+            s.interval.latencies_ms.push(latency);
+            match result {
+                Ok(()) => {
+                    s.interval.ok += 1;
+                    if let Some((k, v)) = write {
+                        rec2.journal.send(Record::Write {
+                            workload: t2.name.clone(),
+                            key: k.clone(),
+                            value: v.clone(),
+                            sent_at,
+                            acked_at: now_ms(),
+                        });
+                        s.acked_total += 1;
+                        if s.acked.len() >= KEEP_ACKED {
+                            s.acked.pop_front();
+                        }
+                        s.acked.push_back((k.clone(), v.clone()));
+                    }
+                }
+                Err(e) => {
+                    s.interval.failed += 1;
+                    *s.interval.errors.entry(e).or_default() += 1;
+                }
+            }
+        }));
+        in_flight.retain(|h: &JoinHandle<()>| !h.is_finished());
+    }
+    for h in in_flight {
+        let _ = h.await;
+    }
+    flush(&t, &shared, &rec);
+}
+
+enum Op {
+    Write(String, String),
+    Read((String, String)),
+}
+
+/// Journals the interval's counts and latency quantiles, and starts a new one.
+fn flush(t: &Target, shared: &Mutex<Shared>, rec: &Recorder) {
+    let iv = {
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut s.interval)
+    };
+    if iv.sent == 0 {
+        return;
+    }
+    let mut lat = iv.latencies_ms;
+    lat.sort_by(f64::total_cmp);
+    let mut errors: Vec<(String, u64)> = iv.errors.into_iter().collect();
+    errors.sort_by_key(|e| std::cmp::Reverse(e.1));
+    errors.truncate(3);
+    let severity = if iv.failed > 0 {
+        Severity::Warn
+    } else {
+        Severity::Info
+    };
+    let text = format!(
+        "{}: {} sent, {} failed, p99 {:.0} ms",
+        t.name,
+        iv.sent,
+        iv.failed,
+        quantile(&lat, 0.99)
+    );
+    let detail = json!({
+        "workload": t.name, "sent": iv.sent, "ok": iv.ok, "failed": iv.failed,
+        "p50_ms": quantile(&lat, 0.5), "p99_ms": quantile(&lat, 0.99),
+        "max_ms": lat.last().copied().unwrap_or(0.0), "errors": errors,
+    });
+    // Only failures are worth a line on the console; every interval is journaled.
+    if iv.failed > 0 {
+        rec.event(Some(&t.service), "load", detail, severity, text);
+    } else {
+        rec.journal.event(Some(&t.service), "load", detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_of_sorted_latencies() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 51.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&[], 0.99), 0.0);
+    }
+}
