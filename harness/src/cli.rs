@@ -24,6 +24,9 @@ pub struct Cli {
     /// Plain output: no colour (also when piped or NO_COLOR is set).
     #[arg(long, global = true)]
     plain: bool,
+    /// Where run directories go, overriding the config's `reports`.
+    #[arg(long, global = true, value_name = "DIR")]
+    reports: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,13 +104,13 @@ pub fn main() -> std::process::ExitCode {
         Command::Chaos {
             scenario: Some(name),
             ..
-        } => with_runtime(chaos(&name, None, style)),
+        } => with_runtime(chaos(&name, None, cli.reports, style)),
         Command::Chaos { scenario: None, .. } => Outcome::Usage,
         Command::Up {
             config,
             run_for,
             services,
-        } => with_runtime(up(config, run_for, services, style)),
+        } => with_runtime(up(config, run_for, services, cli.reports, style)),
     };
     if let Outcome::Harness(msg) = &outcome {
         eprintln!("soak: {msg}");
@@ -206,11 +209,17 @@ fn list_scenarios() -> Outcome {
 }
 
 /// Runs a scenario, prints the verdict table and the report's path.
-pub async fn chaos(name: &str, duration: Option<Duration>, style: Style) -> Outcome {
-    let sc = match Scenario::find(name).and_then(|p| Scenario::load(&p)) {
+pub async fn chaos(
+    name: &str,
+    duration: Option<Duration>,
+    reports: Option<PathBuf>,
+    style: Style,
+) -> Outcome {
+    let mut sc = match Scenario::find(name).and_then(|p| Scenario::load(&p)) {
         Ok(s) => s,
         Err(e) => return config_error(&e),
     };
+    sc.config.harness.reports = Some(reports_dir(reports, &sc.config));
     let shim = match shim_exe() {
         Ok(p) => p,
         Err(o) => return o,
@@ -225,7 +234,6 @@ pub async fn chaos(name: &str, duration: Option<Duration>, style: Style) -> Outc
         shim_exe: shim,
         notes: Some(notes_tx),
         duration,
-        reports: PathBuf::from("reports"),
     };
     let result = crate::run::run(&sc, options).await;
     let _ = printer.await;
@@ -281,12 +289,10 @@ fn print_verdict(r: &crate::report::Report, style: Style) {
     );
 }
 
-/// Where run directories go: the config's `reports`, else `reports/` here.
-fn reports_dir(config: &Config) -> PathBuf {
-    config
-        .harness
-        .reports
-        .clone()
+/// Where run directories go: --reports, else the config's `reports`, else
+/// `reports/` here.
+fn reports_dir(flag: Option<PathBuf>, config: &Config) -> PathBuf {
+    flag.or_else(|| config.harness.reports.clone())
         .unwrap_or_else(|| PathBuf::from("reports"))
 }
 
@@ -299,6 +305,7 @@ async fn up(
     config: Option<PathBuf>,
     run_for: Option<Duration>,
     services: Vec<String>,
+    reports: Option<PathBuf>,
     style: Style,
 ) -> Outcome {
     let config = match Config::find(config.as_deref()).and_then(|p| Config::load(&p)) {
@@ -309,7 +316,7 @@ async fn up(
         Ok(p) => p,
         Err(o) => return o,
     };
-    let run_dir = match crate::rundir::create(&reports_dir(&config), "up") {
+    let run_dir = match crate::rundir::create(&reports_dir(reports, &config), "up") {
         Ok(d) => d,
         Err(e) => return Outcome::Harness(format!("cannot create the run directory: {e}")),
     };

@@ -25,8 +25,6 @@ pub struct Options {
     pub notes: Option<UnboundedSender<Note>>,
     /// Overrides the scenario's duration (`soak run --hours`).
     pub duration: Option<Duration>,
-    /// Where run directories go when the config does not say.
-    pub reports: PathBuf,
 }
 
 pub struct Outcome {
@@ -114,7 +112,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         .harness
         .reports
         .clone()
-        .unwrap_or_else(|| opts.reports.clone());
+        .unwrap_or_else(|| PathBuf::from("reports"));
     let run_dir = crate::rundir::create(&reports, &sc.name).map_err(|e| {
         RunError::Setup(format!(
             "cannot create a run directory in {}: {e}",
