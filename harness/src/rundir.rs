@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// Creates a fresh run directory named after the time and `label`.
 pub fn create(reports: &Path, label: &str) -> io::Result<PathBuf> {
+    // Absolute, so paths in the journal mean the same from anywhere.
+    let reports = &std::path::absolute(reports)?;
     std::fs::create_dir_all(reports)?;
     let stamp = crate::clock::rfc3339_ms(crate::clock::now_ms());
     // 2026-11-23T00:35:58.123Z -> 20261123-003558

@@ -213,3 +213,122 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{EventRow, IncarnationRow, RunRow};
+    use serde_json::json;
+
+    fn sample() -> Report {
+        let ev = |ts, kind: &str, detail| EventRow {
+            id: ts,
+            ts,
+            service: Some("gateway".into()),
+            kind: kind.into(),
+            detail,
+        };
+        let data = RunData {
+            run: Some(RunRow {
+                id: "20261123-000000-kill-gateway".into(),
+                scenario: Some("kill-gateway".into()),
+                started_at: 1_795_392_000_000,
+                ended_at: Some(1_795_392_012_000),
+                seed: None,
+                soak_version: "0.1.0".into(),
+                interrupted: false,
+                config_path: None,
+                config: None,
+                scenario_path: None,
+                scenario_toml: None,
+            }),
+            incarnations: vec![
+                IncarnationRow {
+                    id: 1,
+                    service: "gateway".into(),
+                    pid: Some(101),
+                    started_at: 1_795_392_000_100,
+                    ready_at: Some(1_795_392_000_200),
+                    ended_at: Some(1_795_392_003_010),
+                    exit_code: None,
+                    signal: Some("KILL".into()),
+                    cause: Some("planned".into()),
+                    orphans: Some(2),
+                },
+                IncarnationRow {
+                    id: 2,
+                    service: "gateway".into(),
+                    pid: Some(105),
+                    started_at: 1_795_392_003_120,
+                    ready_at: Some(1_795_392_003_300),
+                    ended_at: Some(1_795_392_011_900),
+                    exit_code: Some(0),
+                    signal: None,
+                    cause: Some("stopped".into()),
+                    orphans: Some(0),
+                },
+            ],
+            events: vec![
+                ev(
+                    1_795_392_003_000,
+                    "fault-injected",
+                    json!({"step": 0, "action": "kill", "signal": "KILL", "pids": [101]}),
+                ),
+                ev(
+                    1_795_392_004_000,
+                    "load",
+                    json!({"workload": "work", "sent": 5, "ok": 4, "failed": 1, "p99_ms": 12.5}),
+                ),
+            ],
+        };
+        let assertions = vec![
+            Assertion {
+                name: "healthy_within".into(),
+                service: Some("gateway".into()),
+                verdict: Verdict::Pass,
+                expected: "healthy within 15.0 s".into(),
+                observed: "healthy after 300 ms".into(),
+                reason: "gateway healthy again 300 ms after the kill (limit 15.0 s)".into(),
+                at: Some(1_795_392_003_300),
+            },
+            Assertion {
+                name: "no_orphans".into(),
+                service: Some("gateway".into()),
+                verdict: Verdict::Fail,
+                expected: "0 orphans".into(),
+                observed: "2".into(),
+                reason: "2 process(es) outlived gateway's main process (pid 101) <&> \"quoted\""
+                    .into(),
+                at: None,
+            },
+            Assertion {
+                name: "writes_survive".into(),
+                service: None,
+                verdict: Verdict::Unknown,
+                expected: "every acknowledged write readable".into(),
+                observed: "no read-back".into(),
+                reason: "acknowledged writes of items were not read back".into(),
+                at: None,
+            },
+        ];
+        build(&data, Some("kill -9 the gateway".into()), assertions)
+    }
+
+    #[test]
+    fn report_json_has_the_documented_shape() {
+        insta::assert_json_snapshot!(sample());
+    }
+
+    #[test]
+    fn junit_has_one_case_per_assertion_with_escaped_reasons() {
+        insta::assert_snapshot!(junit(&sample()));
+    }
+
+    #[test]
+    fn any_failure_fails_and_unknown_never_passes() {
+        let r = sample();
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.services["gateway"].restarts.planned, 1);
+        assert_eq!(r.workloads["work"].failed, 1);
+    }
+}

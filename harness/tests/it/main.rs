@@ -1,6 +1,7 @@
 //! Integration tests: real processes, real signals, real SQLite, loopback.
 //! One binary with modules, so it links once.
 
+mod chaos;
 mod common;
 mod config_errors;
 mod supervise;

@@ -154,3 +154,150 @@ logs = { max_size = "64KB", keep = 2 }
         .unwrap();
     assert!(written > 10 * total, "only {written} bytes written");
 }
+
+fn gateway_config(extra: &str) -> String {
+    format!(
+        r#"
+[services.gateway]
+command = ["{}", "--port", "{{port}}", "--data", "{{data_dir}}", "--workers", "2"]
+restart_delay = "0"
+stop = {{ signal = "TERM", grace = "5s" }}
+[services.gateway.health]
+http = "http://127.0.0.1:{{port}}/health"
+expect_body = "ok"
+interval = "500ms"
+timeout = "500ms"
+failures = 3
+start_grace = "10s"
+{extra}
+"#,
+        fixture_bin("gateway").display()
+    )
+}
+
+#[test]
+fn a_sigstopped_service_is_found_hung_within_the_probe_budget_and_restarted() {
+    let sb = Sandbox::new(&gateway_config(""));
+    let run = sb.up(&["--for", "60s"]);
+    let d = sb.wait_for("the gateway to be ready", Duration::from_secs(20), |d| {
+        d.incarnations.first().is_some_and(|i| i.ready_at.is_some())
+    });
+    let pid = d.incarnations[0].pid.unwrap();
+    let stopped_at = soak::clock::now_ms();
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let d = sb.wait_for("a restarted, ready gateway", Duration::from_secs(30), |d| {
+        d.incarnations.get(1).is_some_and(|i| i.ready_at.is_some())
+    });
+    drop(run);
+    let first = &d.incarnations[0];
+    assert_eq!(first.cause.as_deref(), Some("hung"), "{first:?}");
+    // interval x failures + timeout = 2 s; the slack is for a loaded CI machine.
+    let detected = first.ended_at.unwrap() - stopped_at;
+    assert!(
+        detected < 2_000 + 3_000,
+        "hang noticed only after {detected} ms"
+    );
+    assert!(events(&d, "hung").count() == 1);
+}
+
+#[test]
+fn a_master_killed_with_9_loses_its_port_holding_workers_before_the_next_start() {
+    let sb = Sandbox::new(&gateway_config(""));
+    let run = {
+        let mut c = sb.soak(&["up", "--plain", "--config", "soak.toml", "--for", "60s"]);
+        c.env("GATEWAY_BUGS", "orphan-workers")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        Running {
+            child: Some(c.spawn().unwrap()),
+        }
+    };
+    let d = sb.wait_for("the gateway to be ready", Duration::from_secs(20), |d| {
+        d.incarnations.first().is_some_and(|i| i.ready_at.is_some())
+    });
+    let master = d.incarnations[0].pid.unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let workers: Vec<i32> = descendants(master);
+    assert_eq!(workers.len(), 2, "two workers expected under {master}");
+    unsafe { libc::kill(master, libc::SIGKILL) };
+    let d = sb.wait_for(
+        "the next incarnation to be ready",
+        Duration::from_secs(20),
+        |d| d.incarnations.get(1).is_some_and(|i| i.ready_at.is_some()),
+    );
+    drop(run);
+    assert_eq!(
+        d.incarnations[0].orphans,
+        Some(2),
+        "{:?}",
+        d.incarnations[0]
+    );
+    assert_eq!(
+        wait_dead(&workers, Duration::from_secs(2)),
+        Vec::<i32>::new()
+    );
+    let orphans = events(&d, "orphans").next().unwrap();
+    let listed: Vec<i64> = orphans.detail["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        orphans.detail["orphans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["holds_port"] == true)
+    );
+}
+
+#[test]
+fn sigkill_of_soak_leaves_no_process_alive_and_a_consistent_journal() {
+    let sb = Sandbox::new(&gateway_config(&format!(
+        r#"
+[services.store]
+command = ["{}", "--port", "{{port}}", "--data", "{{data_dir}}"]
+[services.store.health]
+http = "http://127.0.0.1:{{port}}/health"
+interval = "500ms"
+"#,
+        fixture_bin("store").display()
+    )));
+    let run = sb.up(&[]);
+    sb.wait_for("both services ready", Duration::from_secs(20), |d| {
+        d.incarnations.len() == 2 && d.incarnations.iter().all(|i| i.ready_at.is_some())
+    });
+    // Let the journal commit the ready events (it commits every 250 ms).
+    std::thread::sleep(Duration::from_millis(600));
+    let tree = descendants(run.pid());
+    // Two shims, gateway, its two workers, store.
+    assert!(tree.len() >= 6, "{tree:?}");
+    run.signal(libc::SIGKILL);
+    let (code, _, _) = run.finish(Duration::from_secs(5));
+    assert_eq!(code, None, "killed by a signal");
+    std::thread::sleep(Duration::from_secs(2));
+    let left: Vec<i32> = tree.iter().copied().filter(|p| alive(*p)).collect();
+    assert_eq!(
+        left,
+        Vec::<i32>::new(),
+        "processes outlived a SIGKILLed soak"
+    );
+    let conn = rusqlite::Connection::open(sb.journal_path()).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let d = sb.journal();
+    assert_eq!(d.incarnations.len(), 2);
+    assert_eq!(
+        events(&d, "ready").count(),
+        2,
+        "events up to the kill are kept"
+    );
+    assert!(
+        d.run.unwrap().ended_at.is_none(),
+        "the run never ended cleanly"
+    );
+}
