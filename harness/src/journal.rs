@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS events(
 CREATE TABLE IF NOT EXISTS samples(
   ts INTEGER NOT NULL, incarnation INTEGER NOT NULL, rss_bytes INTEGER, cpu_seconds REAL,
   fds INTEGER, threads INTEGER, processes INTEGER);
+CREATE TABLE IF NOT EXISTS service_samples(
+  ts INTEGER NOT NULL, service TEXT NOT NULL, db_bytes INTEGER, wal_bytes INTEGER, log_bytes INTEGER);
+CREATE TABLE IF NOT EXISTS host_samples(
+  ts INTEGER NOT NULL, mem_available_bytes INTEGER, disk_free_bytes INTEGER,
+  soak_rss_bytes INTEGER, soak_cpu_seconds REAL);
 CREATE TABLE IF NOT EXISTS writes(
   workload TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, sent_at INTEGER NOT NULL,
   acked_at INTEGER NOT NULL);
@@ -115,6 +120,22 @@ pub enum Record {
         fds: u32,
         threads: u32,
         processes: u32,
+    },
+    /// Per service: its SQLite files and the log it has written so far.
+    ServiceSample {
+        ts: i64,
+        service: String,
+        db_bytes: u64,
+        wal_bytes: u64,
+        log_bytes: u64,
+    },
+    /// The machine and soak itself.
+    HostSample {
+        ts: i64,
+        mem_available_bytes: u64,
+        disk_free_bytes: u64,
+        soak_rss_bytes: u64,
+        soak_cpu_seconds: f64,
     },
     /// A write the service acknowledged: it must be readable afterwards.
     Write {
@@ -337,6 +358,26 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
             "INSERT INTO samples(ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![ts, incarnation, *rss_bytes as i64, cpu_seconds, fds, threads, processes],
         ),
+        Record::ServiceSample {
+            ts,
+            service,
+            db_bytes,
+            wal_bytes,
+            log_bytes,
+        } => tx.execute(
+            "INSERT INTO service_samples(ts, service, db_bytes, wal_bytes, log_bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![ts, service, *db_bytes as i64, *wal_bytes as i64, *log_bytes as i64],
+        ),
+        Record::HostSample {
+            ts,
+            mem_available_bytes,
+            disk_free_bytes,
+            soak_rss_bytes,
+            soak_cpu_seconds,
+        } => tx.execute(
+            "INSERT INTO host_samples(ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![ts, *mem_available_bytes as i64, *disk_free_bytes as i64, *soak_rss_bytes as i64, soak_cpu_seconds],
+        ),
         Record::Write {
             workload,
             key,
@@ -359,6 +400,39 @@ pub struct RunData {
     pub run: Option<RunRow>,
     pub incarnations: Vec<IncarnationRow>,
     pub events: Vec<EventRow>,
+    /// Per incarnation (main process and descendants, summed), by time.
+    pub samples: Vec<SampleRow>,
+    pub service_samples: Vec<ServiceSampleRow>,
+    pub host_samples: Vec<HostSampleRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SampleRow {
+    pub ts: i64,
+    pub incarnation: i64,
+    pub rss_bytes: i64,
+    pub cpu_seconds: f64,
+    pub fds: i64,
+    pub threads: i64,
+    pub processes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServiceSampleRow {
+    pub ts: i64,
+    pub service: String,
+    pub db_bytes: i64,
+    pub wal_bytes: i64,
+    pub log_bytes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HostSampleRow {
+    pub ts: i64,
+    pub mem_available_bytes: i64,
+    pub disk_free_bytes: i64,
+    pub soak_rss_bytes: i64,
+    pub soak_cpu_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -468,10 +542,63 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         .map_err(wrap)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes FROM samples ORDER BY ts")
+        .map_err(wrap)?;
+    let samples = stmt
+        .query_map([], |r| {
+            Ok(SampleRow {
+                ts: r.get(0)?,
+                incarnation: r.get(1)?,
+                rss_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                cpu_seconds: r.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
+                fds: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                threads: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                processes: r.get::<_, Option<i64>>(6)?.unwrap_or(0),
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts")
+        .map_err(wrap)?;
+    let service_samples = stmt
+        .query_map([], |r| {
+            Ok(ServiceSampleRow {
+                ts: r.get(0)?,
+                service: r.get(1)?,
+                db_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                wal_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                log_bytes: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds FROM host_samples ORDER BY ts")
+        .map_err(wrap)?;
+    let host_samples = stmt
+        .query_map([], |r| {
+            Ok(HostSampleRow {
+                ts: r.get(0)?,
+                mem_available_bytes: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                disk_free_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                soak_rss_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                soak_cpu_seconds: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
     Ok(RunData {
         run,
         incarnations,
         events,
+        samples,
+        service_samples,
+        host_samples,
     })
 }
 

@@ -280,6 +280,7 @@ mod tests {
                     json!({"workload": "work", "sent": 5, "ok": 4, "failed": 1, "p99_ms": 12.5}),
                 ),
             ],
+            ..RunData::default()
         };
         let assertions = vec![
             Assertion {

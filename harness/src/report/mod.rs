@@ -1,6 +1,7 @@
 //! Reports: pure functions of the journal (and the verdict, itself a pure
 //! function of the journal).
 
+pub mod html;
 mod json;
 mod summary;
 

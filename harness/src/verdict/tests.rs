@@ -73,6 +73,7 @@ fn data(incarnations: Vec<IncarnationRow>, events: Vec<EventRow>) -> RunData {
         }),
         incarnations,
         events,
+        ..RunData::default()
     }
 }
 

@@ -1,0 +1,2 @@
+//! Placeholder: the browser test is being written.
+fn main() {}
