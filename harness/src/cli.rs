@@ -39,6 +39,49 @@ enum Command {
         /// from here upward.
         paths: Vec<PathBuf>,
     },
+    /// Soak: run a scenario for hours with load and a fault schedule, and judge
+    /// memory, fds, threads, restarts, availability and latency.
+    Run {
+        /// Scenario name or path; default: scenarios/soak.toml.
+        #[arg(default_value = "soak")]
+        scenario: String,
+        /// Run this many hours (overrides the scenario's duration).
+        #[arg(long, conflicts_with_all = ["minutes", "seconds"])]
+        hours: Option<f64>,
+        /// Run this many minutes.
+        #[arg(long, conflicts_with = "seconds")]
+        minutes: Option<f64>,
+        /// Run this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Seed of the fault schedule; the same seed replays the same faults.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Judge one series with the trend detector: a CSV of time,value (time in
+    /// ms since the epoch, or seconds), or a journal and a service.
+    Analyze {
+        /// A .csv file, or a journal.sqlite (then --service is needed).
+        trace: PathBuf,
+        /// With a journal: whose samples to judge (each incarnation apart).
+        #[arg(long)]
+        service: Option<String>,
+        /// Judge RSS (bytes) against this slope, e.g. "10MB/h".
+        #[arg(long, value_parser = parse_size_rate_arg, group = "limit")]
+        rss_slope_max: Option<f64>,
+        /// Judge open fds against this slope, e.g. "10/h".
+        #[arg(long, value_parser = parse_count_rate_arg, group = "limit")]
+        fds_slope_max: Option<f64>,
+        /// Judge threads against this slope, e.g. "10/h".
+        #[arg(long, value_parser = parse_count_rate_arg, group = "limit")]
+        threads_slope_max: Option<f64>,
+        /// Ignore each series' first stretch.
+        #[arg(long, default_value = "5m", value_parser = parse_for)]
+        warmup: Duration,
+        /// Less data than this after the warm-up is unknown.
+        #[arg(long, default_value = "30m", value_parser = parse_for)]
+        min_span: Duration,
+    },
     /// Run one chaos scenario and judge it: `soak chaos kill-gateway`.
     Chaos {
         /// Scenario name (scenarios/NAME.toml, found from here upward) or path.
@@ -59,6 +102,14 @@ enum Command {
         /// Services to run; default: all.
         services: Vec<String>,
     },
+}
+
+fn parse_size_rate_arg(s: &str) -> Result<f64, String> {
+    crate::config::units::parse_size_rate(s).map_err(|e| e.to_string())
+}
+
+fn parse_count_rate_arg(s: &str) -> Result<f64, String> {
+    crate::config::units::parse_count_rate(s).map_err(|e| e.to_string())
 }
 
 fn parse_for(s: &str) -> Result<Duration, String> {
@@ -101,10 +152,59 @@ pub fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Validate { paths } => validate(&paths),
         Command::Chaos { list: true, .. } => list_scenarios(),
+        Command::Analyze {
+            trace,
+            service,
+            rss_slope_max,
+            fds_slope_max,
+            threads_slope_max,
+            warmup,
+            min_span,
+        } => {
+            use crate::verdict::trend::Metric;
+            let limit = match (rss_slope_max, fds_slope_max, threads_slope_max) {
+                (Some(l), _, _) => Some((Metric::Rss, l)),
+                (_, Some(l), _) => Some((Metric::Fds, l)),
+                (_, _, Some(l)) => Some((Metric::Threads, l)),
+                _ => None,
+            };
+            match limit {
+                Some((metric, l)) => crate::analyze::run(&trace, service.as_deref(), metric, l, warmup, min_span),
+                None => {
+                    eprintln!("error: give one of --rss-slope-max, --fds-slope-max, --threads-slope-max");
+                    Outcome::Usage
+                }
+            }
+        }
+        Command::Run {
+            scenario,
+            hours,
+            minutes,
+            seconds,
+            seed,
+        } => {
+            let secs = hours.map(|h| h * 3600.0).or(minutes.map(|m| m * 60.0)).or(seconds);
+            match secs {
+                Some(s) if !(s.is_finite() && s > 0.0 && s < 366.0 * 86_400.0) => {
+                    eprintln!("error: the duration must be above zero and under a year");
+                    Outcome::Usage
+                }
+                _ => with_runtime(chaos(
+                    &scenario,
+                    RunKnobs {
+                        duration: secs.map(Duration::from_secs_f64),
+                        seed,
+                        soak: true,
+                    },
+                    cli.reports,
+                    style,
+                )),
+            }
+        }
         Command::Chaos {
             scenario: Some(name),
             ..
-        } => with_runtime(chaos(&name, None, cli.reports, style)),
+        } => with_runtime(chaos(&name, RunKnobs::default(), cli.reports, style)),
         Command::Chaos { scenario: None, .. } => Outcome::Usage,
         Command::Up {
             config,
@@ -208,13 +308,20 @@ fn list_scenarios() -> Outcome {
     Outcome::Pass
 }
 
+/// What `soak run` adds to a scenario run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunKnobs {
+    pub duration: Option<Duration>,
+    pub seed: Option<u64>,
+    /// A long run: show progress and keep the report fresh.
+    pub soak: bool,
+}
+
+/// How often a soak rewrites its report while it runs.
+const REFRESH_REPORT: Duration = Duration::from_secs(300);
+
 /// Runs a scenario, prints the verdict table and the report's path.
-pub async fn chaos(
-    name: &str,
-    duration: Option<Duration>,
-    reports: Option<PathBuf>,
-    style: Style,
-) -> Outcome {
+pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style: Style) -> Outcome {
     let mut sc = match Scenario::find(name).and_then(|p| Scenario::load(&p)) {
         Ok(s) => s,
         Err(e) => return config_error(&e),
@@ -229,11 +336,14 @@ pub async fn chaos(
         style.bold(&format!("{}: {}", sc.name, sc.description))
     );
     let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(print_notes(notes_rx, style));
+    let total = knobs.duration.unwrap_or(sc.duration);
+    let printer = tokio::spawn(print_notes(notes_rx, style, knobs.soak.then_some(total)));
     let options = crate::run::Options {
         shim_exe: shim,
         notes: Some(notes_tx),
-        duration,
+        duration: knobs.duration,
+        seed: knobs.seed,
+        refresh_report: knobs.soak.then_some(REFRESH_REPORT),
     };
     let result = crate::run::run(&sc, options).await;
     let _ = printer.await;
@@ -358,7 +468,7 @@ async fn up(
     );
 
     let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(print_notes(notes_rx, style));
+    let printer = tokio::spawn(print_notes(notes_rx, style, None));
     let recorder = Recorder::new(journal.tx(), Some(notes_tx));
     let supervisor = Supervisor::start(&plan, &recorder, shim);
 
@@ -406,8 +516,35 @@ async fn wait_for_end(run_for: Option<Duration>) -> &'static str {
     }
 }
 
-async fn print_notes(mut rx: tokio::sync::mpsc::UnboundedReceiver<Note>, style: Style) {
+/// Prints events as lines. For a long run (`total` set) it also shows
+/// progress: a bar redrawn in place on a terminal, a plain line every
+/// minute otherwise.
+async fn print_notes(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Note>,
+    style: Style,
+    total: Option<Duration>,
+) {
+    let started = std::time::Instant::now();
+    let mut last_plain = started;
+    let mut bar_shown = false;
     while let Some(n) = rx.recv().await {
+        if n.kind == "progress" {
+            let Some(total) = total else { continue };
+            let line = progress_line(started.elapsed(), total, &n.text);
+            if style.colour {
+                print!("\r\x1b[2K{}", style.dim(&line));
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                bar_shown = true;
+            } else if last_plain.elapsed() >= Duration::from_secs(60) {
+                println!("{} {:<12} {line}", &rfc3339_ms(n.ts)[11..23], "progress");
+                last_plain = std::time::Instant::now();
+            }
+            continue;
+        }
+        if bar_shown {
+            print!("\r\x1b[2K");
+            bar_shown = false;
+        }
         let time = &rfc3339_ms(n.ts)[11..23];
         let service = n.service.as_deref().unwrap_or("soak");
         println!(
@@ -417,6 +554,24 @@ async fn print_notes(mut rx: tokio::sync::mpsc::UnboundedReceiver<Note>, style: 
             style.severity(n.severity, &n.text)
         );
     }
+    if bar_shown {
+        println!();
+    }
+}
+
+/// `[######----]  30% 1 h 5 min of 72 h 0 min, ETA 70 h 55 min | gateway 12 MB 14 fds`
+pub fn progress_line(elapsed: Duration, total: Duration, figures: &str) -> String {
+    let frac = (elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)).clamp(0.0, 1.0);
+    let filled = (frac * 20.0).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}% {} of {}, ETA {} | {figures}",
+        "#".repeat(filled),
+        "-".repeat(20 - filled),
+        frac * 100.0,
+        human(elapsed),
+        human(total),
+        human(total.saturating_sub(elapsed))
+    )
 }
 
 fn print_summary(data: &journal::RunData, style: Style) {

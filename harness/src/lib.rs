@@ -2,6 +2,7 @@
 //! watches them, and judges from the evidence. See DESIGN.md for the map:
 //! config → plan → supervise → journal → verdict → report.
 
+pub mod analyze;
 pub mod chaos;
 pub mod cli;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod sample;
 pub mod supervise;
 pub mod verdict;
 pub mod workload;

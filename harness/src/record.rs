@@ -32,6 +32,20 @@ impl Recorder {
         Recorder { journal, notes }
     }
 
+    /// Shows live figures to a watcher without journaling them (the samples
+    /// themselves are journaled by the sampler).
+    pub fn progress(&self, text: String) {
+        if let Some(notes) = &self.notes {
+            let _ = notes.send(Note {
+                ts: crate::clock::now_ms(),
+                service: None,
+                kind: "progress".into(),
+                text,
+                severity: Severity::Info,
+            });
+        }
+    }
+
     /// Journals `kind` with `detail` and shows `text` to a watcher.
     pub fn event(
         &self,

@@ -4,7 +4,7 @@
 
 use crate::chaos::{self, Fault};
 use crate::clock::{human, now_ms};
-use crate::config::scenario::{Action, Scenario};
+use crate::config::scenario::{Action, Scenario, Step};
 use crate::journal::{self, Journal, Record};
 use crate::plan::Plan;
 use crate::record::{Note, Recorder, Severity};
@@ -25,6 +25,80 @@ pub struct Options {
     pub notes: Option<UnboundedSender<Note>>,
     /// Overrides the scenario's duration (`soak run --hours`).
     pub duration: Option<Duration>,
+    /// Overrides the schedule's seed (`soak run --seed`).
+    pub seed: Option<u64>,
+    /// Rewrite report.json and junit.xml this often while the run goes on,
+    /// so a long run can be read before it ends.
+    pub refresh_report: Option<Duration>,
+}
+
+/// splitmix64: a tiny, well-mixed, seedable generator. The schedule must be
+/// the same sequence for the same seed on every machine and version.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, n); n > 0.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// One planned fault of the run: a step, and the scenario it came from.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub step: Step,
+    pub from: String,
+}
+
+/// The steps of the run: the scenario's own, plus, for a `[schedule]`, the
+/// steps of a picked scenario every `every`, jittered by up to a quarter
+/// interval. A fault that would not finish before the end is left out.
+pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Planned>, String> {
+    let mut out: Vec<Planned> = sc
+        .steps
+        .iter()
+        .map(|s| Planned { step: s.clone(), from: sc.name.clone() })
+        .collect();
+    if let Some(sched) = &sc.schedule {
+        let dir = sc.path.parent().unwrap_or(Path::new("."));
+        let mut picks = Vec::new();
+        for name in &sched.pick {
+            let path = dir.join(format!("{}.toml", name.get_ref()));
+            let picked = Scenario::load(&path).map_err(|e| e.to_string())?;
+            if let Some(s) = picked.steps.iter().find(|s| !sc.services.contains(&s.target)) {
+                return Err(format!(
+                    "schedule picks {}, whose step targets {}, which {} does not run",
+                    picked.name, s.target, sc.name
+                ));
+            }
+            picks.push(picked);
+        }
+        let every = sched.every.0;
+        let mut rng = SplitMix(seed);
+        let mut k = 1u32;
+        while !picks.is_empty() && every * k < duration {
+            let jitter = Duration::from_millis(rng.below((every.as_millis() as u64 / 4).max(1)));
+            let pick = &picks[rng.below(picks.len() as u64) as usize];
+            let start = every * k + jitter;
+            for s in &pick.steps {
+                let at = start + s.at;
+                if at + s.action.hold().unwrap_or_default() < duration {
+                    out.push(Planned { step: Step { at, ..s.clone() }, from: pick.name.clone() });
+                }
+            }
+            k += 1;
+        }
+    }
+    out.sort_by_key(|p| p.step.at);
+    Ok(out)
 }
 
 pub struct Outcome {
@@ -127,14 +201,33 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         id: run_id(&run_dir),
         scenario: Some(sc.name.clone()),
         started_at: now_ms(),
-        seed: sc.schedule.as_ref().map(|s| s.seed as i64),
+        seed: opts.seed.or(sc.schedule.as_ref().map(|s| s.seed)).map(|s| s as i64),
         config_path: sc.config.path.display().to_string(),
         config: std::fs::read_to_string(&sc.config.path).unwrap_or_default(),
         scenario_path: Some(sc.path.display().to_string()),
         scenario_toml: std::fs::read_to_string(&sc.path).ok(),
     });
+    let duration = opts.duration.unwrap_or(sc.duration);
+    let seed = opts.seed.or(sc.schedule.as_ref().map(|s| s.seed)).unwrap_or(0);
+    let steps = plan_steps(sc, duration, seed).map_err(RunError::Setup)?;
     let rec = Recorder::new(journal.tx(), opts.notes.clone());
+    if sc.schedule.is_some() {
+        let list: Vec<_> = steps
+            .iter()
+            .map(|p| json!({"at_ms": p.step.at.as_millis() as u64, "action": p.step.action.name(), "target": p.step.target, "from": p.from}))
+            .collect();
+        rec.event(None, "schedule", json!({"seed": seed, "faults": list}), Severity::Info,
+            format!("schedule (seed {seed}): {} fault(s) over {}", steps.len(), human(duration)));
+    }
     let sup = Arc::new(Supervisor::start(&plan, &rec, opts.shim_exe.clone()));
+    let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(crate::sample::run(
+        sup.clone(),
+        plan.clone(),
+        rec.clone(),
+        sc.config.harness.sample_every.0,
+        sampler_stopped,
+    ));
     let stop_signal = interrupted();
     tokio::pin!(stop_signal);
 
@@ -170,19 +263,20 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     let mut load = None;
     let mut stopped_by_step: Vec<String> = Vec::new();
     if let Some(t0) = steady_since {
-        load = Some(Load::start(
-            &sc.config,
-            &plan,
-            &sc.workloads,
-            &rec,
-            Duration::from_secs(1),
-        ));
-        let duration = opts.duration.unwrap_or(sc.duration);
+        // Load is reported per second in short runs and per sample interval
+        // in long ones, which keeps a 72 h journal small.
+        let interval = if duration > Duration::from_secs(600) {
+            sc.config.harness.sample_every.0.max(Duration::from_secs(1))
+        } else {
+            Duration::from_secs(1)
+        };
+        load = Some(Load::start(&sc.config, &plan, &sc.workloads, &rec, interval));
         let end = t0 + duration;
+        let mut next_refresh = opts.refresh_report.map(|r| Instant::now() + r);
         let mut next = 0usize;
         let mut active: Vec<(Option<Instant>, Fault)> = Vec::new();
         loop {
-            let next_step = sc.steps.get(next).map(|s| t0 + s.at);
+            let next_step = steps.get(next).map(|p| t0 + p.step.at);
             let next_rollback = active.iter().filter_map(|(d, _)| *d).min();
             let wake = [Some(end), next_step, next_rollback]
                 .into_iter()
@@ -214,8 +308,17 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
             if now >= end {
                 break;
             }
+            if let (Some(at), Some(every)) = (next_refresh, opts.refresh_report)
+                && now >= at
+            {
+                rec.journal.flush();
+                if let Err(e) = judge_and_report(&run_dir) {
+                    rec.event(None, "report-failed", json!({"error": e}), Severity::Warn, e);
+                }
+                next_refresh = Some(now + every);
+            }
             if next_step.is_some_and(|t| t <= now) {
-                let step = &sc.steps[next];
+                let step = &steps[next].step;
                 match chaos::inject(next, step, &sup, &plan, &rec, &opts.shim_exe).await {
                     Ok(fault) => {
                         if step.action == Action::Stop {
@@ -271,6 +374,8 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         }
     }
     sup.stop_all().await;
+    let _ = stop_sampler.send(true);
+    let _ = sampler.await;
     if !was_interrupted {
         for sp in &plan.services {
             for db in &sp.sqlite {

@@ -137,6 +137,11 @@ pub struct Expect {
     pub availability_min: Option<Percent>,
     pub latency_p99_max: Option<Dur>,
     pub wal_max: Option<super::Size>,
+    /// Trend verdicts ignore each incarnation's first `warmup` (default 5m).
+    pub warmup: Option<Dur>,
+    /// Trend verdicts need at least this much data after the warm-up
+    /// (default 30m); shorter is unknown.
+    pub min_span: Option<Dur>,
     /// File name patterns (`*` wildcard) that must not remain in the
     /// service's data dir after it stops (temp files, stale pid files).
     pub no_leftovers: Option<Vec<String>>,

@@ -243,7 +243,7 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
             None,
         );
     }
-    crate::verdict::trend::judge_soak(&mut j.out, sc, data);
+    soak::judge(&mut j.out, sc, data);
     j.out
 }
 
@@ -937,9 +937,20 @@ fn no_leftovers(j: &mut Judge, sc: &Scenario, patterns: &[String]) {
 }
 
 fn log_rate(j: &mut Judge, service: &str, max_per_hour: f64) {
-    let written: u64 = events_of(j.data, service, &["exited"])
+    // The sampler's running count when there is one (it sees a run that
+    // was killed too); else what each incarnation's shim counted at exit.
+    let sampled = j
+        .data
+        .service_samples
+        .iter()
+        .filter(|s| s.service == service)
+        .map(|s| s.log_bytes.max(0) as u64)
+        .max()
+        .unwrap_or(0);
+    let at_exit: u64 = events_of(j.data, service, &["exited"])
         .map(|e| e.detail["log_bytes"].as_u64().unwrap_or(0))
         .sum();
+    let written = sampled.max(at_exit);
     let start = j.data.run.as_ref().map_or(0, |r| r.started_at);
     let span_ms = (run_end(j.data) - start).max(1);
     let per_hour = written as f64 * 3_600_000.0 / span_ms as f64;
@@ -965,6 +976,7 @@ fn log_rate(j: &mut Judge, service: &str, max_per_hour: f64) {
     );
 }
 
+mod soak;
 pub mod trend;
 
 #[cfg(test)]

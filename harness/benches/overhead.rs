@@ -1,0 +1,349 @@
+//! What supervising costs: soak, supervisord and PM2 each keep the same 10
+//! idle services (5 `python3 -m http.server` on loopback, which soak also
+//! probes over HTTP every second, and 5 `sleep`s) for SOAK_OVERHEAD_SECS
+//! (default 300). Every second the bench samples the daemon's RSS and CPU
+//! time, and for soak also its shims' RSS and PSS (shims are the soak binary,
+//! so they share its pages: PSS is their fair share).
+//!
+//! `SOAK_OVERHEAD_SECS=30 cargo bench -p soak --bench overhead`
+
+#[path = "../../bench/support.rs"]
+mod support;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{Daemon, Service, gone_within, toml};
+
+const WEB: usize = 5;
+const IDLE: usize = 5;
+/// How long the services get to come up before the run counts as broken.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One process as /proc shows it, with the figures the bench samples.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    comm: String,
+    /// utime + stime, in clock ticks, over all its threads.
+    cpu_ticks: u64,
+}
+
+fn stat(pid: i32) -> Option<Proc> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may hold spaces and parentheses: split at the last ')'.
+    let (head, rest) = text.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): ppid is field 4, utime 14, stime 15.
+    let tick = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Proc {
+        pid,
+        ppid: fields.get(1)?.parse().ok()?,
+        comm,
+        cpu_ticks: tick(11)? + tick(12)?,
+    })
+}
+
+fn all_procs() -> Vec<Proc> {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| stat(e.ok()?.file_name().to_str()?.parse().ok()?))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn descendants(procs: &[Proc], root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for p in procs.iter().filter(|p| p.ppid == parent) {
+            frontier.push(p.pid);
+            out.push(p.pid);
+        }
+    }
+    out
+}
+
+/// A `Key:   1234 kB` line of a /proc file, in kB.
+fn kb(path: String, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn rss_kb(pid: i32) -> Option<u64> {
+    kb(format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+fn pss_kb(pid: i32) -> Option<u64> {
+    kb(format!("/proc/{pid}/smaps_rollup"), "Pss:")
+}
+
+#[derive(Default)]
+struct Shim {
+    rss_kb: u64,
+    pss_kb: u64,
+}
+
+struct Sample {
+    at: Instant,
+    rss_kb: u64,
+    cpu_ticks: u64,
+    /// soak's shims (its children running the soak binary); none for others.
+    shims: Vec<Shim>,
+    shim_cpu_ticks: u64,
+}
+
+fn sample(daemon: i32) -> Option<Sample> {
+    let procs = all_procs();
+    let me = procs.iter().find(|p| p.pid == daemon)?;
+    let shims: Vec<&Proc> = procs
+        .iter()
+        .filter(|p| p.ppid == daemon && p.comm == "soak")
+        .collect();
+    Some(Sample {
+        at: Instant::now(),
+        rss_kb: rss_kb(daemon)?,
+        cpu_ticks: me.cpu_ticks,
+        shims: shims
+            .iter()
+            .map(|p| Shim {
+                rss_kb: rss_kb(p.pid).unwrap_or(0),
+                pss_kb: pss_kb(p.pid).unwrap_or(0),
+            })
+            .collect(),
+        shim_cpu_ticks: shims.iter().map(|p| p.cpu_ticks).sum(),
+    })
+}
+
+/// True once every web service accepts connections.
+fn wait_ready(ports: &[u16]) -> bool {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let up = |port: u16| {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    };
+    while Instant::now() < deadline {
+        if ports.iter().all(|p| up(*p)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+struct Report {
+    name: &'static str,
+    samples: Vec<Sample>,
+    cleanup: Vec<String>,
+}
+
+/// Starts one supervisor on `services`, samples it every second for `run`,
+/// stops it and checks that it and every process under it are gone.
+fn observe(
+    name: &'static str,
+    dir: &Path,
+    services: &[Service],
+    ports: &[u16],
+    run: Duration,
+    start: impl FnOnce(&Path, &[Service]) -> Result<Daemon, String>,
+) -> Result<Report, String> {
+    let mut daemon = start(dir, services)?;
+    if !wait_ready(ports) {
+        return Err(format!(
+            "services not listening within {} s",
+            READY_TIMEOUT.as_secs()
+        ));
+    }
+    eprintln!("{name}: sampling for {} s ...", run.as_secs());
+    let began = Instant::now();
+    let mut samples = Vec::new();
+    for tick in 0..=run.as_secs() {
+        // Paced on the start time, so sampling costs do not stretch the run.
+        let due = began + Duration::from_secs(tick);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        samples.push(sample(daemon.pid).ok_or("the daemon disappeared")?);
+    }
+    // Everything under the daemon, to check after the stop that none of it
+    // outlived the daemon.
+    let tree = descendants(&all_procs(), daemon.pid);
+    let mut cleanup = Vec::new();
+    if let Err(e) = daemon.stop() {
+        cleanup.push(e);
+    }
+    for pid in std::iter::once(daemon.pid).chain(tree) {
+        if !gone_within(pid, Duration::from_secs(2)) {
+            cleanup.push(format!("pid {pid} still alive"));
+        }
+    }
+    Ok(Report {
+        name,
+        samples,
+        cleanup,
+    })
+}
+
+fn soak(dir: &Path, services: &[Service], ports: &[u16]) -> Result<Daemon, String> {
+    let mut config = format!(
+        "[harness]\nreports = {}\n",
+        toml(dir.join("reports").display().to_string())
+    );
+    for (i, s) in services.iter().enumerate() {
+        config += &format!(
+            "[services.{}]\ncommand = {}\n",
+            s.name,
+            toml(s.argv.clone())
+        );
+        if let Some(port) = ports.get(i) {
+            config += &format!(
+                "port = {port}\n[services.{}.health]\nhttp = \"http://127.0.0.1:{port}/\"\n\
+                 interval = \"1s\"\ntimeout = \"1s\"\nfailures = 3\n",
+                s.name
+            );
+        }
+    }
+    Daemon::soak(dir, &config)
+}
+
+/// The interpreter itself, not a version-manager shim script in PATH (pyenv's
+/// is a shell script that would sit between supervisor and server).
+fn python() -> PathBuf {
+    Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| PathBuf::from(s.trim()))
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// Free loopback ports, found by binding port 0 (all held until all are
+/// found, so they differ).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound address").port())
+        .collect()
+}
+
+fn mib(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn main() {
+    let secs: u64 = std::env::var("SOAK_OVERHEAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let run = Duration::from_secs(secs);
+    let root = tempfile::Builder::new()
+        .prefix("soak-bench-overhead.")
+        .tempdir()
+        .expect("a temporary directory");
+    let python = python().display().to_string();
+    let ports = free_ports(WEB);
+    let services: Vec<Service> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| Service {
+            name: format!("web{i}"),
+            argv: vec![
+                python.clone(),
+                "-m".into(),
+                "http.server".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+            ],
+        })
+        .chain((0..IDLE).map(|i| Service {
+            name: format!("idle{i}"),
+            argv: vec!["sleep".into(), "100000".into()],
+        }))
+        .collect();
+    // SAFETY: sysconf with a constant name.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+
+    type Start<'a> = Box<dyn FnOnce(&Path, &[Service]) -> Result<Daemon, String> + 'a>;
+    let competitors: [(&str, Start); 3] = [
+        ("soak", Box::new(|d, s| soak(d, s, &ports))),
+        ("supervisord", Box::new(Daemon::supervisord)),
+        ("pm2", Box::new(Daemon::pm2)),
+    ];
+    let mut reports = Vec::new();
+    let mut notes = Vec::new();
+    for (name, start) in competitors {
+        let dir = root.path().join(name);
+        std::fs::create_dir(&dir).expect("a directory in the temporary one");
+        match observe(name, &dir, &services, &ports, run, start) {
+            Ok(r) => reports.push(r),
+            Err(e) => notes.push(format!("{name}: skipped: {e}")),
+        }
+    }
+
+    println!(
+        "\n{} services ({WEB} http.server, {IDLE} sleep) for {secs} s; soak probes the {WEB} \
+         servers over HTTP every 1 s, supervisord and PM2 have no probes.\n",
+        WEB + IDLE
+    );
+    println!(
+        "| supervisor | RSS start MiB | RSS max MiB | RSS end MiB | CPU % of a core \
+         | shims | shims RSS sum MiB | shims PSS sum MiB | shim RSS/PSS each MiB | shims CPU % |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &reports {
+        let (Some(first), Some(last)) = (r.samples.first(), r.samples.last()) else {
+            continue;
+        };
+        let wall = (last.at - first.at).as_secs_f64().max(1e-9);
+        let pct = |ticks: u64| ticks as f64 / ticks_per_s / wall * 100.0;
+        let max = r.samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
+        let shims = if last.shims.is_empty() {
+            "| - | - | - | - | - |".to_string()
+        } else {
+            let rss: Vec<u64> = last.shims.iter().map(|s| s.rss_kb).collect();
+            let pss: Vec<u64> = last.shims.iter().map(|s| s.pss_kb).collect();
+            let range = |v: &[u64]| {
+                let (lo, hi) = (v.iter().min().unwrap_or(&0), v.iter().max().unwrap_or(&0));
+                format!("{:.1}–{:.1}", mib(*lo), mib(*hi))
+            };
+            format!(
+                "| {} | {:.1} | {:.1} | {} / {} | {:.3} |",
+                last.shims.len(),
+                mib(rss.iter().sum()),
+                mib(pss.iter().sum()),
+                range(&rss),
+                range(&pss),
+                pct(last.shim_cpu_ticks.saturating_sub(first.shim_cpu_ticks))
+            )
+        };
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.3} {shims}",
+            r.name,
+            mib(first.rss_kb),
+            mib(max),
+            mib(last.rss_kb),
+            pct(last.cpu_ticks - first.cpu_ticks),
+        );
+    }
+    println!();
+    for n in &notes {
+        println!("{n}");
+    }
+    for r in &reports {
+        for c in &r.cleanup {
+            println!("{}: clean-up: {c}", r.name);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The sampler: every `sample_every`, for each live incarnation, the figures
+//! of its main process and all its descendants (RSS, CPU time, open fds,
+//! threads); per service, its SQLite and WAL sizes and the log it wrote; for
+//! the host, available memory and free disk; and soak's own RSS and CPU.
+//!
+//! It reads only the processes it watches: the tree is walked through
+//! /proc/PID/task/TID/children from each main process, never by scanning
+//! all of /proc, so a tick costs the same on a busy host as on an idle one.
+
+use crate::journal::Record;
+use crate::plan::Plan;
+use crate::record::Recorder;
+use crate::supervise::Supervisor;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Figures {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+    pub fds: u32,
+    pub threads: u32,
+    pub processes: u32,
+}
+
+impl std::ops::AddAssign for Figures {
+    fn add_assign(&mut self, o: Figures) {
+        self.rss_bytes += o.rss_bytes;
+        self.cpu_seconds += o.cpu_seconds;
+        self.fds += o.fds;
+        self.threads += o.threads;
+        self.processes += o.processes;
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(1) as u64
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+}
+
+/// Parses utime, stime, num_threads and rss out of /proc/PID/stat.
+pub fn parse_stat_figures(stat: &str, page: u64, ticks: f64) -> Option<Figures> {
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Field numbers in proc(5) count from 1 at pid; `rest` starts at field 3.
+    let at = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
+    Some(Figures {
+        rss_bytes: at(24)? * page,
+        cpu_seconds: (at(14)? + at(15)?) as f64 / ticks,
+        fds: 0,
+        threads: at(20)? as u32,
+        processes: 1,
+    })
+}
+
+/// Figures of one process, or None if it is gone.
+pub fn figures(pid: i32) -> Option<Figures> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = parse_stat_figures(&stat, page_size(), clock_ticks())?;
+    f.fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u32);
+    Some(f)
+}
+
+/// `pid` and its descendants, via the children lists of each thread.
+pub fn tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() && out.len() < 10_000 {
+        let p = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
+                    out.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The whole tree under `pid`, summed.
+pub fn tree_figures(pid: i32) -> Option<Figures> {
+    let mut sum = figures(pid)?;
+    for p in tree(pid).into_iter().skip(1) {
+        if let Some(f) = figures(p) {
+            sum += f;
+        }
+    }
+    Some(sum)
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+fn wal_of(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-wal");
+    PathBuf::from(s)
+}
+
+/// Free bytes on the file system holding `path`.
+fn disk_free(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: statvfs into a zeroed struct with a valid C string.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
+            return 0;
+        }
+        s.f_bavail as u64 * s.f_frsize as u64
+    }
+}
+
+/// Bytes a capped, rotating log has taken in: growth of the live file, and
+/// on rotation (the file shrank) what filled the old file up to the cap.
+#[derive(Default)]
+struct LogMeter {
+    last: u64,
+    total: u64,
+}
+
+impl LogMeter {
+    fn update(&mut self, size: u64, cap: u64) -> u64 {
+        self.total += if size >= self.last {
+            size - self.last
+        } else {
+            size + cap.saturating_sub(self.last)
+        };
+        self.last = size;
+        self.total
+    }
+}
+
+/// Samples until `stop` turns true.
+pub async fn run(sup: Arc<Supervisor>, plan: Plan, rec: Recorder, every: Duration, mut stop: watch::Receiver<bool>) {
+    // Without sysinfo (an unusual /proc), host memory reads as 0, not an error.
+    let mut system = sysinfo::System::new().ok();
+    let mut meters: BTreeMap<String, LogMeter> = BTreeMap::new();
+    for sp in &plan.services {
+        let mut m = LogMeter::default();
+        m.last = file_len(&sp.log);
+        meters.insert(sp.name.clone(), m);
+    }
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let ts = crate::clock::now_ms();
+        let mut live = Vec::new();
+        for sp in &plan.services {
+            let state = match sup.state(&sp.name) {
+                Ok(s) => s.borrow().clone(),
+                Err(_) => continue,
+            };
+            if let (Some(pid), Some(incarnation)) = (state.pid, state.incarnation)
+                && let Some(f) = tree_figures(pid)
+            {
+                live.push(format!(
+                    "{} {} {} fds",
+                    sp.name,
+                    crate::verdict::bytes(f.rss_bytes as f64),
+                    f.fds
+                ));
+                rec.journal.send(Record::Sample {
+                    ts,
+                    incarnation,
+                    rss_bytes: f.rss_bytes,
+                    cpu_seconds: f.cpu_seconds,
+                    fds: f.fds,
+                    threads: f.threads,
+                    processes: f.processes,
+                });
+            }
+            let log_bytes = meters
+                .get_mut(&sp.name)
+                .map_or(0, |m| m.update(file_len(&sp.log), sp.config.logs.max_size.0));
+            rec.journal.send(Record::ServiceSample {
+                ts,
+                service: sp.name.clone(),
+                db_bytes: sp.sqlite.iter().map(|d| file_len(d)).sum(),
+                wal_bytes: sp.sqlite.iter().map(|d| file_len(&wal_of(d))).sum(),
+                log_bytes,
+            });
+        }
+        let mem_available_bytes = system.as_mut().map_or(0, |s| {
+            s.refresh_memory();
+            s.available_memory()
+        });
+        let me = figures(std::process::id() as i32).unwrap_or_default();
+        rec.progress(live.join(", "));
+        rec.journal.send(Record::HostSample {
+            ts,
+            mem_available_bytes,
+            disk_free_bytes: disk_free(&plan.run_dir),
+            soak_rss_bytes: me.rss_bytes,
+            soak_cpu_seconds: me.cpu_seconds,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_read_by_position() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 123 1000000 300 18446744073709551615";
+        let f = parse_stat_figures(stat, 4096, 100.0).unwrap();
+        assert_eq!(f.rss_bytes, 300 * 4096);
+        assert_eq!(f.cpu_seconds, 3.0);
+        assert_eq!(f.threads, 7);
+    }
+
+    #[test]
+    fn the_log_meter_counts_across_rotations() {
+        let mut m = LogMeter::default();
+        assert_eq!(m.update(100, 1000), 100);
+        assert_eq!(m.update(900, 1000), 900);
+        // Rotated: 100 more filled the old file, 50 went to the new one.
+        assert_eq!(m.update(50, 1000), 1050);
+    }
+
+    #[test]
+    fn this_process_has_figures_and_a_tree() {
+        let me = std::process::id() as i32;
+        let f = tree_figures(me).unwrap();
+        assert!(f.rss_bytes > 0 && f.threads >= 1 && f.fds >= 3, "{f:?}");
+        assert_eq!(tree(me)[0], me);
+    }
+}
