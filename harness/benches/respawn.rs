@@ -212,11 +212,7 @@ fn supervised(
         let mut fifo = PidFifo::create(&dir.join("fifo"))?;
         let victim = Service {
             name: "victim".into(),
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                service_command(&dir.join("fifo")),
-            ],
+            argv: vec!["sh".into(), "-c".into(), service_command(&dir.join("fifo"))],
         };
         let mut daemon = start(dir, &[victim])?;
         let (first, _) = fifo

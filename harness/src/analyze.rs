@@ -30,18 +30,35 @@ pub fn parse_csv(text: &str) -> Result<Vec<(i64, f64)>, String> {
     Ok(out)
 }
 
-fn segments_from(path: &Path, service: Option<&str>, metric: Metric) -> Result<Vec<Vec<(i64, f64)>>, String> {
+fn segments_from(
+    path: &Path,
+    service: Option<&str>,
+    metric: Metric,
+) -> Result<Vec<Vec<(i64, f64)>>, String> {
     let is_csv = path.extension().is_some_and(|e| e == "csv");
     if is_csv {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         return Ok(vec![parse_csv(&text)?]);
     }
     let service = service.ok_or("a journal needs --service NAME")?;
     let data = crate::journal::read(path).map_err(|e| e.to_string())?;
-    let ids: Vec<i64> = data.incarnations.iter().filter(|i| i.service == service).map(|i| i.id).collect();
+    let ids: Vec<i64> = data
+        .incarnations
+        .iter()
+        .filter(|i| i.service == service)
+        .map(|i| i.id)
+        .collect();
     if ids.is_empty() {
-        let known: Vec<&str> = data.incarnations.iter().map(|i| i.service.as_str()).collect();
-        return Err(format!("no service `{service}` in this journal; {}", crate::config::suggest(service, &known, "service")));
+        let known: Vec<&str> = data
+            .incarnations
+            .iter()
+            .map(|i| i.service.as_str())
+            .collect();
+        return Err(format!(
+            "no service `{service}` in this journal; {}",
+            crate::config::suggest(service, &known, "service")
+        ));
     }
     Ok(ids
         .iter()
@@ -62,7 +79,14 @@ fn segments_from(path: &Path, service: Option<&str>, metric: Metric) -> Result<V
         .collect())
 }
 
-pub fn run(path: &Path, service: Option<&str>, metric: Metric, limit: f64, warmup: Duration, min_span: Duration) -> Outcome {
+pub fn run(
+    path: &Path,
+    service: Option<&str>,
+    metric: Metric,
+    limit: f64,
+    warmup: Duration,
+    min_span: Duration,
+) -> Outcome {
     let segments = match segments_from(path, service, metric) {
         Ok(s) => s,
         Err(e) => {
@@ -75,23 +99,45 @@ pub fn run(path: &Path, service: Option<&str>, metric: Metric, limit: f64, warmu
     p.min_span_ms = min_span.as_millis() as i64;
     let refs: Vec<&[(i64, f64)]> = segments.iter().map(Vec::as_slice).collect();
     let t = trend::judge_segments(&refs, &p);
-    let (scale, unit) = if metric == Metric::Rss { (1_048_576.0, "MB/h") } else { (1.0, "/h") };
-    println!("points:     {} over {}", t.points, crate::clock::human(Duration::from_millis(t.span_ms.max(0) as u64)));
+    let (scale, unit) = if metric == Metric::Rss {
+        (1_048_576.0, "MB/h")
+    } else {
+        (1.0, "/h")
+    };
+    println!(
+        "points:     {} over {}",
+        t.points,
+        crate::clock::human(Duration::from_millis(t.span_ms.max(0) as u64))
+    );
     println!("slope:      {:.3} {unit}", t.slope_per_hour / scale);
-    println!("confidence: {:.0}% interval {:.3} .. {:.3} {unit}, p = {:.4}", (1.0 - p.alpha) * 100.0, t.ci_per_hour.0 / scale, t.ci_per_hour.1 / scale, t.p_value);
+    println!(
+        "confidence: {:.0}% interval {:.3} .. {:.3} {unit}, p = {:.4}",
+        (1.0 - p.alpha) * 100.0,
+        t.ci_per_hour.0 / scale,
+        t.ci_per_hour.1 / scale,
+        t.p_value
+    );
     if let Some(ms) = t.projected_limit_ms {
-        println!("projection: limit reached in {}", crate::clock::human(Duration::from_millis(ms.max(0) as u64)));
+        println!(
+            "projection: limit reached in {}",
+            crate::clock::human(Duration::from_millis(ms.max(0) as u64))
+        );
     }
-    println!("verdict:    {}", match t.decision {
-        Decision::Pass => "PASS",
-        Decision::Fail => "FAIL",
-        Decision::Unknown => "UNKNOWN",
-    });
+    println!(
+        "verdict:    {}",
+        match t.decision {
+            Decision::Pass => "PASS",
+            Decision::Fail => "FAIL",
+            Decision::Unknown => "UNKNOWN",
+        }
+    );
     println!("{}", t.reason);
     match t.decision {
         Decision::Pass => Outcome::Pass,
         Decision::Fail => Outcome::Fail,
-        Decision::Unknown => Outcome::Harness("unknown: not enough evidence to judge the trend".into()),
+        Decision::Unknown => {
+            Outcome::Harness("unknown: not enough evidence to judge the trend".into())
+        }
     }
 }
 

@@ -82,6 +82,14 @@ enum Command {
         #[arg(long, default_value = "30m", value_parser = parse_for)]
         min_span: Duration,
     },
+    /// Rebuild a run's report.json, report.html and junit.xml from its journal.
+    Report {
+        /// The run directory; default: reports/latest.
+        run_dir: Option<PathBuf>,
+        /// List the runs in the reports directory instead.
+        #[arg(long)]
+        list: bool,
+    },
     /// Run one chaos scenario and judge it: `soak chaos kill-gateway`.
     Chaos {
         /// Scenario name (scenarios/NAME.toml, found from here upward) or path.
@@ -152,6 +160,17 @@ pub fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Validate { paths } => validate(&paths),
         Command::Chaos { list: true, .. } => list_scenarios(),
+        Command::Report { list: true, .. } => {
+            list_runs(&cli.reports.unwrap_or_else(|| PathBuf::from("reports")))
+        }
+        Command::Report { run_dir, .. } => {
+            let dir = run_dir.unwrap_or_else(|| {
+                cli.reports
+                    .unwrap_or_else(|| PathBuf::from("reports"))
+                    .join("latest")
+            });
+            rebuild_report(&dir, style)
+        }
         Command::Analyze {
             trace,
             service,
@@ -169,9 +188,13 @@ pub fn main() -> std::process::ExitCode {
                 _ => None,
             };
             match limit {
-                Some((metric, l)) => crate::analyze::run(&trace, service.as_deref(), metric, l, warmup, min_span),
+                Some((metric, l)) => {
+                    crate::analyze::run(&trace, service.as_deref(), metric, l, warmup, min_span)
+                }
                 None => {
-                    eprintln!("error: give one of --rss-slope-max, --fds-slope-max, --threads-slope-max");
+                    eprintln!(
+                        "error: give one of --rss-slope-max, --fds-slope-max, --threads-slope-max"
+                    );
                     Outcome::Usage
                 }
             }
@@ -183,7 +206,10 @@ pub fn main() -> std::process::ExitCode {
             seconds,
             seed,
         } => {
-            let secs = hours.map(|h| h * 3600.0).or(minutes.map(|m| m * 60.0)).or(seconds);
+            let secs = hours
+                .map(|h| h * 3600.0)
+                .or(minutes.map(|m| m * 60.0))
+                .or(seconds);
             match secs {
                 Some(s) if !(s.is_finite() && s > 0.0 && s < 366.0 * 86_400.0) => {
                     eprintln!("error: the duration must be above zero and under a year");
@@ -356,16 +382,91 @@ pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style:
     if let Some(why) = outcome.inconclusive {
         return Outcome::Harness(format!("inconclusive: {why}"));
     }
-    if outcome.report.interrupted {
+    verdict_outcome(&outcome.report)
+}
+
+fn verdict_outcome(r: &crate::report::Report) -> Outcome {
+    if r.interrupted {
         return Outcome::Harness("interrupted: the run did not finish, so it is not judged".into());
     }
-    match outcome.report.verdict {
+    match r.verdict {
         Verdict::Pass => Outcome::Pass,
         Verdict::Fail => Outcome::Fail,
         Verdict::Unknown => {
             Outcome::Harness("inconclusive: some assertions could not be decided".into())
         }
     }
+}
+
+fn rebuild_report(dir: &Path, style: Style) -> Outcome {
+    if !dir.join("journal.sqlite").is_file() {
+        eprintln!(
+            "error: no journal.sqlite in {}: pass a run directory (see `soak report --list`)",
+            dir.display()
+        );
+        return Outcome::Usage;
+    }
+    match crate::run::judge_and_report(dir) {
+        Ok(report) => {
+            print_verdict(&report, style);
+            println!("report: {}", dir.join("report.html").display());
+            verdict_outcome(&report)
+        }
+        Err(e) => Outcome::Harness(e),
+    }
+}
+
+fn list_runs(reports: &Path) -> Outcome {
+    let Ok(entries) = std::fs::read_dir(reports) else {
+        eprintln!("error: no reports directory at {}", reports.display());
+        return Outcome::Usage;
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.join("journal.sqlite").is_file() && !p.is_symlink())
+        .collect();
+    dirs.sort();
+    println!(
+        "{:<44} {:<24} {:<20} {:>12}  verdict",
+        "run", "scenario", "started", "duration"
+    );
+    for d in dirs {
+        let Ok(data) = journal::read(&d.join("journal.sqlite")) else {
+            continue;
+        };
+        let Some(run) = &data.run else { continue };
+        let verdict = std::fs::read_to_string(d.join("report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map(|r| {
+                if r["interrupted"] == true {
+                    "interrupted".to_string()
+                } else {
+                    r["verdict"].as_str().unwrap_or("?").to_string()
+                }
+            })
+            .unwrap_or_else(|| {
+                if run.ended_at.is_none() {
+                    "running or killed".into()
+                } else {
+                    "not judged".into()
+                }
+            });
+        let took = run
+            .ended_at
+            .unwrap_or_else(|| crate::verdict::run_end(&data))
+            - run.started_at;
+        println!(
+            "{:<44} {:<24} {:<20} {:>12}  {verdict}",
+            d.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            run.scenario.as_deref().unwrap_or("(soak up)"),
+            &rfc3339_ms(run.started_at)[..19],
+            human(Duration::from_millis(took.max(0) as u64)),
+        );
+    }
+    Outcome::Pass
 }
 
 fn print_verdict(r: &crate::report::Report, style: Style) {

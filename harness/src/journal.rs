@@ -561,7 +561,9 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(wrap)?;
     let mut stmt = conn
-        .prepare("SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts")
+        .prepare(
+            "SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts",
+        )
         .map_err(wrap)?;
     let service_samples = stmt
         .query_map([], |r| {

@@ -65,7 +65,10 @@ pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Pl
     let mut out: Vec<Planned> = sc
         .steps
         .iter()
-        .map(|s| Planned { step: s.clone(), from: sc.name.clone() })
+        .map(|s| Planned {
+            step: s.clone(),
+            from: sc.name.clone(),
+        })
         .collect();
     if let Some(sched) = &sc.schedule {
         let dir = sc.path.parent().unwrap_or(Path::new("."));
@@ -73,7 +76,11 @@ pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Pl
         for name in &sched.pick {
             let path = dir.join(format!("{}.toml", name.get_ref()));
             let picked = Scenario::load(&path).map_err(|e| e.to_string())?;
-            if let Some(s) = picked.steps.iter().find(|s| !sc.services.contains(&s.target)) {
+            if let Some(s) = picked
+                .steps
+                .iter()
+                .find(|s| !sc.services.contains(&s.target))
+            {
                 return Err(format!(
                     "schedule picks {}, whose step targets {}, which {} does not run",
                     picked.name, s.target, sc.name
@@ -91,7 +98,10 @@ pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Pl
             for s in &pick.steps {
                 let at = start + s.at;
                 if at + s.action.hold().unwrap_or_default() < duration {
-                    out.push(Planned { step: Step { at, ..s.clone() }, from: pick.name.clone() });
+                    out.push(Planned {
+                        step: Step { at, ..s.clone() },
+                        from: pick.name.clone(),
+                    });
                 }
             }
             k += 1;
@@ -201,14 +211,20 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         id: run_id(&run_dir),
         scenario: Some(sc.name.clone()),
         started_at: now_ms(),
-        seed: opts.seed.or(sc.schedule.as_ref().map(|s| s.seed)).map(|s| s as i64),
+        seed: opts
+            .seed
+            .or(sc.schedule.as_ref().map(|s| s.seed))
+            .map(|s| s as i64),
         config_path: sc.config.path.display().to_string(),
         config: std::fs::read_to_string(&sc.config.path).unwrap_or_default(),
         scenario_path: Some(sc.path.display().to_string()),
         scenario_toml: std::fs::read_to_string(&sc.path).ok(),
     });
     let duration = opts.duration.unwrap_or(sc.duration);
-    let seed = opts.seed.or(sc.schedule.as_ref().map(|s| s.seed)).unwrap_or(0);
+    let seed = opts
+        .seed
+        .or(sc.schedule.as_ref().map(|s| s.seed))
+        .unwrap_or(0);
     let steps = plan_steps(sc, duration, seed).map_err(RunError::Setup)?;
     let rec = Recorder::new(journal.tx(), opts.notes.clone());
     if sc.schedule.is_some() {
@@ -216,8 +232,17 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
             .iter()
             .map(|p| json!({"at_ms": p.step.at.as_millis() as u64, "action": p.step.action.name(), "target": p.step.target, "from": p.from}))
             .collect();
-        rec.event(None, "schedule", json!({"seed": seed, "faults": list}), Severity::Info,
-            format!("schedule (seed {seed}): {} fault(s) over {}", steps.len(), human(duration)));
+        rec.event(
+            None,
+            "schedule",
+            json!({"seed": seed, "faults": list}),
+            Severity::Info,
+            format!(
+                "schedule (seed {seed}): {} fault(s) over {}",
+                steps.len(),
+                human(duration)
+            ),
+        );
     }
     let sup = Arc::new(Supervisor::start(&plan, &rec, opts.shim_exe.clone()));
     let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
@@ -270,7 +295,13 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         } else {
             Duration::from_secs(1)
         };
-        load = Some(Load::start(&sc.config, &plan, &sc.workloads, &rec, interval));
+        load = Some(Load::start(
+            &sc.config,
+            &plan,
+            &sc.workloads,
+            &rec,
+            interval,
+        ));
         let end = t0 + duration;
         let mut next_refresh = opts.refresh_report.map(|r| Instant::now() + r);
         let mut next = 0usize;
@@ -313,7 +344,13 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
             {
                 rec.journal.flush();
                 if let Err(e) = judge_and_report(&run_dir) {
-                    rec.event(None, "report-failed", json!({"error": e}), Severity::Warn, e);
+                    rec.event(
+                        None,
+                        "report-failed",
+                        json!({"error": e}),
+                        Severity::Warn,
+                        e,
+                    );
                 }
                 next_refresh = Some(now + every);
             }
@@ -442,4 +479,44 @@ fn integrity_check(db: &Path) -> String {
         conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
     };
     check().unwrap_or_else(|e| format!("cannot check: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soak_scenario() -> Scenario {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/soak.toml");
+        Scenario::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_same_faults_and_another_does_not() {
+        let sc = soak_scenario();
+        let day = Duration::from_secs(24 * 3600);
+        let describe = |seed| -> Vec<(Duration, String, String)> {
+            plan_steps(&sc, day, seed)
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.step.at, p.step.target, p.from))
+                .collect()
+        };
+        let a = describe(42);
+        assert_eq!(a, describe(42));
+        assert_ne!(a, describe(43));
+        // One fault per hour after the first, each within its hour plus jitter.
+        assert_eq!(a.len(), 23, "{a:#?}");
+        assert!(a.iter().all(|(at, ..)| *at < day));
+        let kinds: std::collections::BTreeSet<&str> =
+            a.iter().map(|(_, _, f)| f.as_str()).collect();
+        assert!(kinds.len() >= 2, "the picks vary: {kinds:?}");
+    }
+
+    #[test]
+    fn splitmix_is_the_reference_sequence() {
+        // First outputs of splitmix64 seeded with 0 (Vigna's reference).
+        let mut r = SplitMix(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
 }

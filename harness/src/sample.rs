@@ -78,7 +78,11 @@ pub fn tree(pid: i32) -> Vec<i32> {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for t in tasks.flatten() {
                 if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+                    out.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<i32>().ok()),
+                    );
                 }
             }
         }
@@ -145,13 +149,21 @@ impl LogMeter {
 }
 
 /// Samples until `stop` turns true.
-pub async fn run(sup: Arc<Supervisor>, plan: Plan, rec: Recorder, every: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    sup: Arc<Supervisor>,
+    plan: Plan,
+    rec: Recorder,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     // Without sysinfo (an unusual /proc), host memory reads as 0, not an error.
     let mut system = sysinfo::System::new().ok();
     let mut meters: BTreeMap<String, LogMeter> = BTreeMap::new();
     for sp in &plan.services {
-        let mut m = LogMeter::default();
-        m.last = file_len(&sp.log);
+        let m = LogMeter {
+            last: file_len(&sp.log),
+            total: 0,
+        };
         meters.insert(sp.name.clone(), m);
     }
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
@@ -187,9 +199,9 @@ pub async fn run(sup: Arc<Supervisor>, plan: Plan, rec: Recorder, every: Duratio
                     processes: f.processes,
                 });
             }
-            let log_bytes = meters
-                .get_mut(&sp.name)
-                .map_or(0, |m| m.update(file_len(&sp.log), sp.config.logs.max_size.0));
+            let log_bytes = meters.get_mut(&sp.name).map_or(0, |m| {
+                m.update(file_len(&sp.log), sp.config.logs.max_size.0)
+            });
             rec.journal.send(Record::ServiceSample {
                 ts,
                 service: sp.name.clone(),

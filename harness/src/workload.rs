@@ -56,7 +56,9 @@ impl LatencyHistogram {
         if ms <= BUCKET_BASE_MS || !ms.is_finite() {
             return 0;
         }
-        ((ms / BUCKET_BASE_MS).ln() / BUCKET_GROWTH.ln()).ceil().min(1000.0) as u32
+        ((ms / BUCKET_BASE_MS).ln() / BUCKET_GROWTH.ln())
+            .ceil()
+            .min(1000.0) as u32
     }
 
     /// The upper edge of a bucket, what a quantile in it reports.

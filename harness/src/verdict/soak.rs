@@ -32,7 +32,14 @@ fn segments<'a>(data: &'a RunData, service: &str) -> Vec<(i64, Vec<&'a SampleRow
         .collect()
 }
 
-fn push(out: &mut Vec<Assertion>, name: &str, service: &str, v: Verdict, text: [String; 3], at: Option<i64>) {
+fn push(
+    out: &mut Vec<Assertion>,
+    name: &str,
+    service: &str,
+    v: Verdict,
+    text: [String; 3],
+    at: Option<i64>,
+) {
     let [expected, observed, reason] = text;
     out.push(Assertion {
         name: name.into(),
@@ -50,16 +57,36 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
     let warmup = e.warmup.map_or(5 * 60_000, |d| d.0.as_millis() as i64);
     let min_span = e.min_span.map_or(30 * 60_000, |d| d.0.as_millis() as i64);
     // The projection's ceiling: rss_max if given, else what the host had.
-    let host_limit = data.host_samples.last().map(|h| h.mem_available_bytes as f64);
+    let host_limit = data
+        .host_samples
+        .last()
+        .map(|h| h.mem_available_bytes as f64);
     for service in &sc.services {
         let segs = segments(data, service);
         let series = |f: fn(&SampleRow) -> f64| -> Vec<Vec<(i64, f64)>> {
-            segs.iter().map(|(_, rows)| rows.iter().map(|r| (r.ts, f(r))).collect()).collect()
+            segs.iter()
+                .map(|(_, rows)| rows.iter().map(|r| (r.ts, f(r))).collect())
+                .collect()
         };
         let trends = [
-            ("rss_slope_max", e.rss_slope_max.map(|r| r.0), Metric::Rss, series(|r| r.rss_bytes as f64)),
-            ("fds_slope_max", e.fds_slope_max.map(|r| r.0), Metric::Fds, series(|r| r.fds as f64)),
-            ("threads_slope_max", e.threads_slope_max.map(|r| r.0), Metric::Threads, series(|r| r.threads as f64)),
+            (
+                "rss_slope_max",
+                e.rss_slope_max.map(|r| r.0),
+                Metric::Rss,
+                series(|r| r.rss_bytes as f64),
+            ),
+            (
+                "fds_slope_max",
+                e.fds_slope_max.map(|r| r.0),
+                Metric::Fds,
+                series(|r| r.fds as f64),
+            ),
+            (
+                "threads_slope_max",
+                e.threads_slope_max.map(|r| r.0),
+                Metric::Threads,
+                series(|r| r.threads as f64),
+            ),
         ];
         for (name, limit, metric, series) in trends {
             let Some(limit) = limit else { continue };
@@ -73,7 +100,11 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
             let refs: Vec<&[(i64, f64)]> = series.iter().map(Vec::as_slice).collect();
             let t = trend::judge_segments(&refs, &p);
             let unit = if metric == Metric::Rss { "MB/h" } else { "/h" };
-            let scale = if metric == Metric::Rss { 1_048_576.0 } else { 1.0 };
+            let scale = if metric == Metric::Rss {
+                1_048_576.0
+            } else {
+                1.0
+            };
             let observed = if t.slope_per_hour.is_finite() {
                 format!(
                     "{:.2} {unit} (CI {:.2}..{:.2}, p={:.3})",
@@ -86,7 +117,18 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
                 "too few samples".into()
             };
             let at = series.iter().flatten().last().map(|(ts, _)| *ts);
-            push(out, name, service, verdict(t.decision), [format!("<= {:.2} {unit}", limit / scale), observed, t.reason], at);
+            push(
+                out,
+                name,
+                service,
+                verdict(t.decision),
+                [
+                    format!("<= {:.2} {unit}", limit / scale),
+                    observed,
+                    t.reason,
+                ],
+                at,
+            );
         }
         if let Some(max) = e.rss_max {
             let peak = data
@@ -95,11 +137,38 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
                 .filter(|s| segs.iter().any(|(id, _)| *id == s.incarnation))
                 .max_by_key(|s| s.rss_bytes);
             match peak {
-                None => push(out, "rss_max", service, Verdict::Unknown, [format!("<= {}", bytes(max.0 as f64)), "no samples".into(), "no RSS was sampled".into()], None),
+                None => push(
+                    out,
+                    "rss_max",
+                    service,
+                    Verdict::Unknown,
+                    [
+                        format!("<= {}", bytes(max.0 as f64)),
+                        "no samples".into(),
+                        "no RSS was sampled".into(),
+                    ],
+                    None,
+                ),
                 Some(p) => {
                     let ok = p.rss_bytes as u64 <= max.0;
-                    let reason = format!("peak RSS {} at {} (limit {})", bytes(p.rss_bytes as f64), &rfc3339_ms(p.ts)[11..19], bytes(max.0 as f64));
-                    push(out, "rss_max", service, if ok { Verdict::Pass } else { Verdict::Fail }, [format!("<= {}", bytes(max.0 as f64)), bytes(p.rss_bytes as f64), reason], Some(p.ts));
+                    let reason = format!(
+                        "peak RSS {} at {} (limit {})",
+                        bytes(p.rss_bytes as f64),
+                        &rfc3339_ms(p.ts)[11..19],
+                        bytes(max.0 as f64)
+                    );
+                    push(
+                        out,
+                        "rss_max",
+                        service,
+                        if ok { Verdict::Pass } else { Verdict::Fail },
+                        [
+                            format!("<= {}", bytes(max.0 as f64)),
+                            bytes(p.rss_bytes as f64),
+                            reason,
+                        ],
+                        Some(p.ts),
+                    );
                 }
             }
         }
@@ -110,35 +179,101 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
             restart_budget(out, data, service, b.max, b.window.0);
         }
         if let Some(w) = e.wal_max {
-            let peak = data.service_samples.iter().filter(|s| &s.service == service).max_by_key(|s| s.wal_bytes);
+            let peak = data
+                .service_samples
+                .iter()
+                .filter(|s| &s.service == service)
+                .max_by_key(|s| s.wal_bytes);
             if sc.config.services[service].sqlite.is_empty() {
                 continue;
             }
             match peak {
-                None => push(out, "wal_max", service, Verdict::Unknown, [format!("<= {}", bytes(w.0 as f64)), "not sampled".into(), "no WAL size was sampled".into()], None),
+                None => push(
+                    out,
+                    "wal_max",
+                    service,
+                    Verdict::Unknown,
+                    [
+                        format!("<= {}", bytes(w.0 as f64)),
+                        "not sampled".into(),
+                        "no WAL size was sampled".into(),
+                    ],
+                    None,
+                ),
                 Some(p) => {
                     let ok = p.wal_bytes as u64 <= w.0;
-                    push(out, "wal_max", service, if ok { Verdict::Pass } else { Verdict::Fail },
-                        [format!("<= {}", bytes(w.0 as f64)), bytes(p.wal_bytes as f64),
-                         format!("WAL peaked at {} (limit {})", bytes(p.wal_bytes as f64), bytes(w.0 as f64))], Some(p.ts));
+                    push(
+                        out,
+                        "wal_max",
+                        service,
+                        if ok { Verdict::Pass } else { Verdict::Fail },
+                        [
+                            format!("<= {}", bytes(w.0 as f64)),
+                            bytes(p.wal_bytes as f64),
+                            format!(
+                                "WAL peaked at {} (limit {})",
+                                bytes(p.wal_bytes as f64),
+                                bytes(w.0 as f64)
+                            ),
+                        ],
+                        Some(p.ts),
+                    );
                 }
             }
         }
     }
     for w in &sc.workloads {
         let service = sc.config.workloads[w].service.get_ref().clone();
-        let loads: Vec<_> = data.events.iter().filter(|e| e.kind == "load" && e.detail["workload"] == w.as_str()).collect();
-        let sent: u64 = loads.iter().map(|e| e.detail["sent"].as_u64().unwrap_or(0)).sum();
-        let ok: u64 = loads.iter().map(|e| e.detail["ok"].as_u64().unwrap_or(0)).sum();
+        let loads: Vec<_> = data
+            .events
+            .iter()
+            .filter(|e| e.kind == "load" && e.detail["workload"] == w.as_str())
+            .collect();
+        let sent: u64 = loads
+            .iter()
+            .map(|e| e.detail["sent"].as_u64().unwrap_or(0))
+            .sum();
+        let ok: u64 = loads
+            .iter()
+            .map(|e| e.detail["ok"].as_u64().unwrap_or(0))
+            .sum();
         if let Some(min) = e.availability_min {
             let expected = format!(">= {:.3}%", min.0 * 100.0);
             if sent == 0 {
-                push(out, "availability_min", &service, Verdict::Unknown, [expected, "no requests".into(), format!("workload {w} sent no requests")], None);
+                push(
+                    out,
+                    "availability_min",
+                    &service,
+                    Verdict::Unknown,
+                    [
+                        expected,
+                        "no requests".into(),
+                        format!("workload {w} sent no requests"),
+                    ],
+                    None,
+                );
             } else {
                 let a = ok as f64 / sent as f64;
-                let v = if a >= min.0 { Verdict::Pass } else { Verdict::Fail };
-                push(out, "availability_min", &service, v,
-                    [expected, format!("{:.3}%", a * 100.0), format!("{ok} of {sent} requests of {w} succeeded ({:.3}%)", a * 100.0)], None);
+                let v = if a >= min.0 {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                };
+                push(
+                    out,
+                    "availability_min",
+                    &service,
+                    v,
+                    [
+                        expected,
+                        format!("{:.3}%", a * 100.0),
+                        format!(
+                            "{ok} of {sent} requests of {w} succeeded ({:.3}%)",
+                            a * 100.0
+                        ),
+                    ],
+                    None,
+                );
             }
         }
         if let Some(max) = e.latency_p99_max {
@@ -148,11 +283,39 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
             }
             let expected = format!("p99 <= {}", human(max.0));
             match h.quantile_ms(0.99) {
-                None => push(out, "latency_p99_max", &service, Verdict::Unknown, [expected, "no requests".into(), format!("workload {w} measured no latency")], None),
+                None => push(
+                    out,
+                    "latency_p99_max",
+                    &service,
+                    Verdict::Unknown,
+                    [
+                        expected,
+                        "no requests".into(),
+                        format!("workload {w} measured no latency"),
+                    ],
+                    None,
+                ),
                 Some(p99) => {
-                    let v = if p99 <= max.0.as_secs_f64() * 1000.0 { Verdict::Pass } else { Verdict::Fail };
-                    push(out, "latency_p99_max", &service, v,
-                        [expected, format!("{p99:.1} ms"), format!("p99 latency of {w} was {p99:.1} ms over {} requests (open loop)", h.count())], None);
+                    let v = if p99 <= max.0.as_secs_f64() * 1000.0 {
+                        Verdict::Pass
+                    } else {
+                        Verdict::Fail
+                    };
+                    push(
+                        out,
+                        "latency_p99_max",
+                        &service,
+                        v,
+                        [
+                            expected,
+                            format!("{p99:.1} ms"),
+                            format!(
+                                "p99 latency of {w} was {p99:.1} ms over {} requests (open loop)",
+                                h.count()
+                            ),
+                        ],
+                        None,
+                    );
                 }
             }
         }
@@ -161,13 +324,23 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
 
 /// Growth of each incarnation from its first to its last tenth (medians,
 /// so one sawtooth peak does not decide), scaled to `per`.
-fn growth(out: &mut Vec<Assertion>, service: &str, segs: &[(i64, Vec<&SampleRow>)], max: f64, per: Duration, warmup: i64, min_span: i64) {
+fn growth(
+    out: &mut Vec<Assertion>,
+    service: &str,
+    segs: &[(i64, Vec<&SampleRow>)],
+    max: f64,
+    per: Duration,
+    warmup: i64,
+    min_span: i64,
+) {
     let expected = format!("<= {:.0}% per {}", max * 100.0, human(per));
     let mut worst: Option<(f64, i64)> = None;
     for (_, rows) in segs {
         let Some(first) = rows.first() else { continue };
         let kept: Vec<&&SampleRow> = rows.iter().filter(|r| r.ts >= first.ts + warmup).collect();
-        let (Some(a), Some(b)) = (kept.first(), kept.last()) else { continue };
+        let (Some(a), Some(b)) = (kept.first(), kept.last()) else {
+            continue;
+        };
         let span = b.ts - a.ts;
         if span < min_span || kept.len() < 10 {
             continue;
@@ -188,21 +361,66 @@ fn growth(out: &mut Vec<Assertion>, service: &str, segs: &[(i64, Vec<&SampleRow>
         }
     }
     match worst {
-        None => push(out, "rss_growth_max", service, Verdict::Unknown, [expected, "too short".into(), "no incarnation ran long enough after its warm-up".into()], None),
+        None => push(
+            out,
+            "rss_growth_max",
+            service,
+            Verdict::Unknown,
+            [
+                expected,
+                "too short".into(),
+                "no incarnation ran long enough after its warm-up".into(),
+            ],
+            None,
+        ),
         Some((g, at)) => {
-            let v = if g <= max { Verdict::Pass } else { Verdict::Fail };
-            push(out, "rss_growth_max", service, v, [expected, format!("{:.1}%", g * 100.0),
-                format!("RSS grows {:.1}% per {} (limit {:.0}%)", g * 100.0, human(per), max * 100.0)], Some(at));
+            let v = if g <= max {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            };
+            push(
+                out,
+                "rss_growth_max",
+                service,
+                v,
+                [
+                    expected,
+                    format!("{:.1}%", g * 100.0),
+                    format!(
+                        "RSS grows {:.1}% per {} (limit {:.0}%)",
+                        g * 100.0,
+                        human(per),
+                        max * 100.0
+                    ),
+                ],
+                Some(at),
+            );
         }
     }
 }
 
 /// More than `max` unplanned restarts within any `window`.
-fn restart_budget(out: &mut Vec<Assertion>, data: &RunData, service: &str, max: u32, window: Duration) {
-    let incs: Vec<_> = data.incarnations.iter().filter(|i| i.service == service).collect();
+fn restart_budget(
+    out: &mut Vec<Assertion>,
+    data: &RunData,
+    service: &str,
+    max: u32,
+    window: Duration,
+) {
+    let incs: Vec<_> = data
+        .incarnations
+        .iter()
+        .filter(|i| i.service == service)
+        .collect();
     let starts: Vec<i64> = incs
         .windows(2)
-        .filter(|w| matches!(w[0].cause.as_deref(), Some("unplanned" | "hung" | "gave-up")))
+        .filter(|w| {
+            matches!(
+                w[0].cause.as_deref(),
+                Some("unplanned" | "hung" | "gave-up")
+            )
+        })
         .map(|w| w[1].started_at)
         .collect();
     let win = window.as_millis() as i64;
@@ -216,10 +434,31 @@ fn restart_budget(out: &mut Vec<Assertion>, data: &RunData, service: &str, max: 
     let expected = format!("<= {max} unplanned restarts per {}", human(window));
     let ok = worst.0 <= max as usize;
     let reason = if ok {
-        format!("at most {} unplanned restart(s) in any {} ({} in all)", worst.0, human(window), starts.len())
+        format!(
+            "at most {} unplanned restart(s) in any {} ({} in all)",
+            worst.0,
+            human(window),
+            starts.len()
+        )
     } else {
-        format!("{} unplanned restarts within {} from {} (budget {max}); {} in all", worst.0, human(window), &rfc3339_ms(worst.1)[11..19], starts.len())
+        format!(
+            "{} unplanned restarts within {} from {} (budget {max}); {} in all",
+            worst.0,
+            human(window),
+            &rfc3339_ms(worst.1)[11..19],
+            starts.len()
+        )
     };
-    push(out, "restart_budget", service, if ok { Verdict::Pass } else { Verdict::Fail },
-        [expected, format!("{} in {}", worst.0, human(window)), reason], (!ok).then_some(worst.1));
+    push(
+        out,
+        "restart_budget",
+        service,
+        if ok { Verdict::Pass } else { Verdict::Fail },
+        [
+            expected,
+            format!("{} in {}", worst.0, human(window)),
+            reason,
+        ],
+        (!ok).then_some(worst.1),
+    );
 }

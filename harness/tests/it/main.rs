@@ -4,4 +4,5 @@
 mod chaos;
 mod common;
 mod config_errors;
+mod soak;
 mod supervise;

@@ -1,0 +1,153 @@
+//! Soak verdicts with real fixtures, sped up to fit CI: each run is under a
+//! minute, so leaks are scaled up and warm-up and minimum span scaled down.
+
+use crate::common::*;
+use std::path::Path;
+use std::time::Duration;
+
+const EXPECT: &str = r#"
+[expect]
+warmup = "8s"
+min_span = "25s"
+rss_slope_max = "1000MB/h"
+fds_slope_max = "200/h"
+threads_slope_max = "200/h"
+restart_budget = { max = 2, window = "1m" }
+"#;
+
+/// Runs `soak run` of the gateway under load with `bugs` on; returns the
+/// exit code and report.json.
+fn soak_run(bugs: &str) -> (Option<i32>, serde_json::Value, String) {
+    fixture_bin("gateway");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/soak.toml");
+    let sb = Sandbox::new("");
+    let scenario = format!(
+        "config = \"{}\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"40s\"\n{EXPECT}",
+        config.display()
+    );
+    std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
+    let child = sb
+        .soak(&["run", "soak-test.toml", "--plain", "--reports", "reports"])
+        .env("GATEWAY_BUGS", bugs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, out, err) = Running { child: Some(child) }.finish(Duration::from_secs(120));
+    let report = std::fs::read_to_string(sb.path().join("reports/latest/report.json"))
+        .unwrap_or_else(|e| panic!("no report ({e}):\n{out}\n{err}"));
+    (code, serde_json::from_str(&report).unwrap(), out)
+}
+
+fn assertion<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+}
+
+#[test]
+fn a_leaking_gateway_fails_rss_slope_max_with_slope_and_projection() {
+    let (code, report, out) = soak_run("leak-bytes-per-request=100K");
+    assert_eq!(code, Some(1), "{out}");
+    let a = assertion(&report, "rss_slope_max");
+    assert_eq!(a["verdict"], "fail", "{a:#}");
+    let reason = a["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("RSS grows") && reason.contains("MB/h"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("reaches"),
+        "the projection is in the reason: {reason}"
+    );
+}
+
+#[test]
+fn a_gateway_with_a_sawtooth_and_a_warmup_step_but_no_leak_passes() {
+    let (code, report, out) = soak_run("sawtooth=10M:2000,warmup=30M:3000");
+    assert_eq!(code, Some(0), "{out}");
+    for name in [
+        "rss_slope_max",
+        "fds_slope_max",
+        "threads_slope_max",
+        "restart_budget",
+    ] {
+        assert_eq!(assertion(&report, name)["verdict"], "pass", "{name}: {out}");
+    }
+}
+
+#[test]
+fn an_fd_leak_fails_fds_slope_max() {
+    let (code, report, out) = soak_run("leak-fd-every=1");
+    assert_eq!(code, Some(1), "{out}");
+    let a = assertion(&report, "fds_slope_max");
+    assert_eq!(a["verdict"], "fail", "{a:#}");
+    assert!(
+        a["reason"].as_str().unwrap().contains("open fds grows"),
+        "{a:#}"
+    );
+    assert_eq!(assertion(&report, "rss_slope_max")["verdict"], "pass");
+}
+
+#[test]
+fn a_crash_every_n_requests_fails_the_restart_budget() {
+    let (code, report, out) = soak_run("crash-every=25");
+    assert_eq!(code, Some(1), "{out}");
+    let a = assertion(&report, "restart_budget");
+    assert_eq!(a["verdict"], "fail", "{a:#}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unplanned restarts within 1 min"),
+        "{a:#}"
+    );
+}
+
+#[test]
+fn a_soak_killed_with_sigkill_leaves_a_journal_a_report_can_be_built_from() {
+    fixture_bin("gateway");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/soak.toml");
+    let sb = Sandbox::new("");
+    let scenario = format!(
+        "config = \"{}\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"1h\"\n{EXPECT}",
+        config.display()
+    );
+    std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
+    let child = sb
+        .soak(&["run", "soak-test.toml", "--plain", "--reports", "reports"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = Running { child: Some(child) };
+    let journal = sb.path().join("reports/latest/journal.sqlite");
+    let start = std::time::Instant::now();
+    while soak::journal::read(&journal).map_or(true, |d| d.samples.len() < 5) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no samples after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tree = descendants(run.pid());
+    run.signal(libc::SIGKILL);
+    drop(run);
+    assert_eq!(wait_dead(&tree, Duration::from_secs(3)), Vec::<i32>::new());
+    let out = sb.soak(&["report", "reports/latest"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a killed run is inconclusive: {out:?}"
+    );
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sb.path().join("reports/latest/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(report["run"]["ended_at"], serde_json::Value::Null);
+    assert!(report["assertions"].as_array().unwrap().len() >= 4);
+}
