@@ -111,6 +111,9 @@ pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Pl
     Ok(out)
 }
 
+/// How often a long run journals its load figures.
+pub const LONG_RUN_LOAD_INTERVAL: Duration = Duration::from_secs(60);
+
 pub struct Outcome {
     pub run_dir: PathBuf,
     pub report: Report,
@@ -288,10 +291,11 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     let mut load = None;
     let mut stopped_by_step: Vec<String> = Vec::new();
     if let Some(t0) = steady_since {
-        // Load is reported per second in short runs and per sample interval
-        // in long ones, which keeps a 72 h journal small.
+        // Load is reported per second in short runs and per minute in long
+        // ones: a 72 h journal stays small, and a minute's histogram still
+        // places a latency spike.
         let interval = if duration > Duration::from_secs(600) {
-            sc.config.harness.sample_every.0.max(Duration::from_secs(1))
+            sc.config.harness.sample_every.0.max(LONG_RUN_LOAD_INTERVAL)
         } else {
             Duration::from_secs(1)
         };

@@ -1,0 +1,77 @@
+//! Journal growth of a 72 h soak: 5 services sampled every 5 s, two
+//! workloads journaling per-minute load with histograms, a fault an hour.
+//! Writes a real journal through the real writer and prints its size.
+//!
+//! `cargo bench -p soak --bench journal_growth`
+
+use serde_json::json;
+use soak::journal::{Journal, Record};
+use soak::workload::LatencyHistogram;
+use std::time::Instant;
+
+const HOURS: i64 = 72;
+const SERVICES: i64 = 5;
+const SAMPLE_MS: i64 = 5_000;
+
+fn main() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("journal.sqlite");
+    let started = Instant::now();
+    let journal = Journal::create(&path).expect("a journal");
+    let tx = journal.tx();
+    let t0 = 1_795_392_000_000i64;
+    tx.send(Record::Run {
+        id: "bench".into(),
+        scenario: Some("soak".into()),
+        started_at: t0,
+        seed: Some(42),
+        config_path: "soak.toml".into(),
+        config: "x".repeat(2_000),
+        scenario_path: None,
+        scenario_toml: Some("x".repeat(1_000)),
+    });
+    for s in 0..SERVICES {
+        tx.send(Record::Started { incarnation: s + 1, service: format!("service{s}"), pid: 1000 + s as i32, started_at: t0 });
+    }
+    let mut hist = LatencyHistogram::default();
+    for ms in 0..1200 {
+        hist.record(1.0 + (ms % 97) as f64 * 0.7);
+    }
+    let end = t0 + HOURS * 3_600_000;
+    let mut ts = t0;
+    let mut rows = 0u64;
+    while ts < end {
+        for s in 0..SERVICES {
+            let wobble = (ts / SAMPLE_MS % 100) as u64;
+            tx.send(Record::Sample { ts, incarnation: s + 1, rss_bytes: 80_000_000 + wobble * 4096, cpu_seconds: (ts - t0) as f64 / 1e5, fds: 40, threads: 12, processes: 3 });
+            tx.send(Record::ServiceSample { ts, service: format!("service{s}"), db_bytes: 50_000_000, wal_bytes: 4_000_000 + wobble, log_bytes: (ts - t0) as u64 / 10 });
+            rows += 2;
+        }
+        tx.send(Record::HostSample { ts, mem_available_bytes: 500_000_000, disk_free_bytes: 20_000_000_000, soak_rss_bytes: 6_000_000, soak_cpu_seconds: 1.0 });
+        rows += 1;
+        if (ts - t0) % 60_000 == 0 {
+            for w in ["items", "work"] {
+                tx.event(Some("service0"), "load", json!({"workload": w, "sent": 1200, "ok": 1200, "failed": 0,
+                    "p50_ms": 2.1, "p99_ms": 9.8, "max_ms": 40.0, "errors": [], "histogram": hist.to_json()}));
+                rows += 1;
+            }
+        }
+        if (ts - t0) % 3_600_000 == 0 {
+            tx.event(Some("service0"), "fault-injected", json!({"step": 0, "action": "kill", "pids": [1000]}));
+            tx.event(Some("service0"), "fault-rolled-back", json!({"step": 0}));
+            rows += 2;
+        }
+        ts += SAMPLE_MS;
+    }
+    drop(tx);
+    journal.close();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!("| run | rows | journal size | write time |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {HOURS} h, {SERVICES} services, {} s sampling, 2 workloads, a fault an hour | {rows} | {:.1} MB | {:.1} s |",
+        SAMPLE_MS / 1000,
+        size as f64 / 1_048_576.0,
+        started.elapsed().as_secs_f64()
+    );
+}
