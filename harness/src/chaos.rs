@@ -9,6 +9,7 @@
 
 use crate::clock::now_ms;
 use crate::config::scenario::{Action, LockMode, Step};
+use crate::config::Workload;
 use crate::config::units::signal_name;
 use crate::plan::{Plan, ServicePlan, expand_all, free_port};
 use crate::record::{Recorder, Severity};
@@ -144,6 +145,7 @@ async fn duplicate(
     hold: Duration,
     step: usize,
     rec: &Recorder,
+    consistency: Option<Workload>,
 ) -> Result<
     (
         oneshot::Sender<()>,
@@ -189,9 +191,20 @@ async fn duplicate(
         }
         h
     });
+    let primary = sp.port;
     let task = tokio::spawn(async move {
         let deadline = tokio::time::sleep(hold);
         tokio::pin!(deadline);
+        if let (Some(w), Some(h)) = (&consistency, &probe) {
+            // Only a duplicate that serves can disagree with the primary.
+            let serving = tokio::select! {
+                s = wait_serving(h) => s,
+                _ = &mut deadline => false,
+            };
+            if serving {
+                check_consistency(w, primary, port, step, &name, &rec).await;
+            }
+        }
         let ended = loop {
             tokio::select! {
                 r = shim.report() => match r {
@@ -251,6 +264,48 @@ async fn duplicate(
     Ok((release_tx, task, json!({"pid": pid, "port": port})))
 }
 
+/// Polls the duplicate's health probe until it answers (or 5 s pass).
+async fn wait_serving(h: &crate::config::Health) -> bool {
+    for _ in 0..50 {
+        if crate::supervise::probe::check(&h.probe, h.expect_status, None, h.timeout.0).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Writes through the primary and reads through the duplicate, twice per
+/// key (the second write replaces the first), and journals how many reads
+/// were stale: a second pool or cache on the same data serves old values.
+async fn check_consistency(w: &Workload, primary: u16, duplicate: u16, step: usize, name: &str, rec: &Recorder) {
+    let (Some(write), Some(read)) = (&w.write, &w.read) else { return };
+    let salt = now_ms() % 1_000_000;
+    let mut checked = 0;
+    let mut stale = Vec::new();
+    for i in 0..10 {
+        let key = format!("consistency-{salt}-{i}");
+        for round in 0..2 {
+            let value = format!("v{round}-{salt}");
+            if crate::workload::send(write, primary, &key, &value).await.is_err() {
+                continue;
+            }
+            checked += 1;
+            if let Err(e) = crate::workload::send(read, duplicate, &key, &value).await {
+                stale.push(format!("{key} (after writing {value}): {e}"));
+            }
+        }
+    }
+    let sev = if stale.is_empty() { Severity::Good } else { Severity::Bad };
+    rec.event(
+        Some(name),
+        "consistency",
+        json!({"step": step, "checked": checked, "stale_count": stale.len(), "stale": stale}),
+        sev,
+        format!("{checked} write(s) through the primary read back through the duplicate: {} stale", stale.len()),
+    );
+}
+
 /// Injects `step` (number `index` of its scenario) into the running services.
 pub async fn inject(
     index: usize,
@@ -259,6 +314,7 @@ pub async fn inject(
     plan: &Plan,
     rec: &Recorder,
     shim_exe: &Path,
+    consistency: Option<&Workload>,
 ) -> Result<Fault, InjectError> {
     let err = |why: String| InjectError {
         action: step.action.name(),
@@ -337,9 +393,10 @@ pub async fn inject(
             )
         }
         Action::Duplicate { hold } => {
-            let (release, task, detail) = duplicate(sp, shim_exe, *hold, index, rec)
-                .await
-                .map_err(err)?;
+            let (release, task, detail) =
+                duplicate(sp, shim_exe, *hold, index, rec, consistency.cloned())
+                    .await
+                    .map_err(err)?;
             let text = format!("duplicate instance {detail} on {}", sp.data_dir.display());
             (
                 Undo::Duplicate {

@@ -360,7 +360,8 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
             }
             if next_step.is_some_and(|t| t <= now) {
                 let step = &steps[next].step;
-                match chaos::inject(next, step, &sup, &plan, &rec, &opts.shim_exe).await {
+                let consistency = sc.expect.consistent_reads.as_ref().and_then(|w| sc.config.workloads.get(w.get_ref()));
+                match chaos::inject(next, step, &sup, &plan, &rec, &opts.shim_exe, consistency).await {
                     Ok(fault) => {
                         if step.action == Action::Stop {
                             stopped_by_step.push(step.target.clone());

@@ -153,7 +153,7 @@ fn vars<'a>(port: &'a str, key: &'a str, value: &'a str) -> [(&'a str, &'a str);
 }
 
 /// Sends one request; Ok(()) when it is acknowledged (status and body match).
-async fn send(req: &Request, port: u16, key: &str, value: &str) -> Result<(), String> {
+pub async fn send(req: &Request, port: u16, key: &str, value: &str) -> Result<(), String> {
     let port = port.to_string();
     let v = vars(&port, key, value);
     match req {

@@ -148,7 +148,7 @@ fn main() {
     )
     .expect("a valid bug matrix");
     for case in matrix.case {
-        let bugs: Vec<String> = case.env.values().cloned().collect();
+        let bugs: Vec<String> = case.env.values().map(|b| b.replace(',', "+")).collect();
         let name = format!("{}::bug_on::{}", case.scenario, bugs.join("+"));
         trials.push(Trial::test(name, move || bug_on(case)));
     }

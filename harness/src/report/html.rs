@@ -1,1 +1,1074 @@
-//! `report.html`: being written by a helper; this placeholder keeps the crate building.
+//! `report.html`: one self-contained page a reviewer opens to understand a
+//! run without reading logs: the verdict and why, every assertion, per
+//! service charts of what it was doing (with restarts, faults and failures
+//! drawn in time), its incarnations, each incident with the log lines
+//! around it, and the event timeline.
+//!
+//! A pure function of the report, the journal and the logs. No script, no
+//! network, no external font: the file must open the same from a CI
+//! artifact, an email or a laptop offline. Every string that came from a
+//! service, a log or a config is escaped; element ids are built from
+//! indexes, never from names.
+
+mod chart;
+mod logs;
+mod style;
+
+pub use chart::{MAX_POINTS, Point, downsample};
+
+use super::Report;
+use super::summary::describe_exit;
+use super::xml_escape as esc;
+use crate::clock::{human, rfc3339_ms};
+use crate::journal::{EventRow, IncarnationRow, RunData, SampleRow};
+use crate::verdict::Verdict;
+use crate::verdict::trend::{self, Metric, Params};
+use chart::{Bar, FailMark, FaultMark, Marks, Restart, Series, Span, TrendLine};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write;
+use std::path::Path;
+use std::time::Duration;
+
+const MB: f64 = 1_048_576.0;
+/// Incidents merged into one when this close on the same service: a kill,
+/// the exit it causes and the assertion judging it are one story.
+const MERGE_MS: i64 = 2_000;
+/// Incidents shown with their log lines; more would bury the first ones.
+const MAX_EXCERPTS: usize = 40;
+/// Rows of the long tables (incarnations per service, events), half from
+/// the start and half from the end of the run.
+const MAX_ROWS: usize = 1_000;
+const MAX_DETAIL_CHARS: usize = 300;
+
+/// Renders the whole page. `logs_dir` holds the services' `NAME.log` files;
+/// a missing folder or file only leaves the incidents without log lines.
+pub fn render(report: &Report, data: &RunData, logs_dir: &Path) -> String {
+    let page = Page::new(report, data);
+    let mut h = String::with_capacity(256 * 1024);
+    page.head(&mut h);
+    page.verdict(&mut h);
+    page.assertions(&mut h);
+    page.summary(&mut h);
+    page.services(&mut h);
+    page.faults(&mut h);
+    page.incidents(&mut h, logs_dir);
+    page.timeline(&mut h);
+    let _ = write!(
+        h,
+        "<footer>Rendered by soak {} from the run's journal. Times are UTC; +N is time since the run started.</footer></main></body></html>\n",
+        esc(&report.run.soak_version)
+    );
+    h
+}
+
+/// What one service's section shows, computed once: charts link to
+/// anchors, and the top of the page links to charts.
+struct ServiceView {
+    name: String,
+    /// Id prefix: `s0`, `s1`... (names can hold anything, ids must not).
+    id: String,
+    samples: bool,
+    workloads: Vec<String>,
+}
+
+struct Incident {
+    service: Option<String>,
+    at: i64,
+    /// Worst first decides the colour.
+    what: Vec<(Kind, String)>,
+    /// Indexes into `report.assertions`.
+    assertions: Vec<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Failed,
+    Crash,
+    Hang,
+    Fault,
+}
+
+impl Kind {
+    fn class(self) -> &'static str {
+        match self {
+            Kind::Failed | Kind::Crash | Kind::Hang => "bad",
+            Kind::Fault => "fault",
+        }
+    }
+}
+
+struct Page<'a> {
+    report: &'a Report,
+    data: &'a RunData,
+    span: Span,
+    services: Vec<ServiceView>,
+    incidents: Vec<Incident>,
+}
+
+impl<'a> Page<'a> {
+    fn new(report: &'a Report, data: &'a RunData) -> Self {
+        let span = span_of(report, data);
+        let mut names: BTreeSet<&str> = report.services.keys().map(String::as_str).collect();
+        names.extend(data.incarnations.iter().map(|i| i.service.as_str()));
+        names.extend(data.events.iter().filter_map(|e| e.service.as_deref()));
+        names.extend(report.assertions.iter().filter_map(|a| a.service.as_deref()));
+        let with_samples: BTreeSet<&str> = {
+            let incs: HashMap<i64, &str> = data
+                .incarnations
+                .iter()
+                .map(|i| (i.id, i.service.as_str()))
+                .collect();
+            let ids: BTreeSet<i64> = data.samples.iter().map(|s| s.incarnation).collect();
+            ids.iter().filter_map(|id| incs.get(id).copied()).collect()
+        };
+        let services = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ServiceView {
+                name: name.to_string(),
+                id: format!("s{i}"),
+                samples: with_samples.contains(name),
+                workloads: data
+                    .events
+                    .iter()
+                    .filter(|e| e.kind == "load" && e.service.as_deref() == Some(*name))
+                    .filter_map(|e| e.detail["workload"].as_str())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            })
+            .collect();
+        Page {
+            report,
+            data,
+            span,
+            services,
+            incidents: incidents(report, data),
+        }
+    }
+
+    fn clock(&self, ms: i64) -> String {
+        rfc3339_ms(ms).get(11..23).unwrap_or_default().to_string()
+    }
+
+    /// `01:25:09.142 (+3.1 s)`
+    fn when(&self, ms: i64) -> String {
+        let d = ms - self.span.t0;
+        let sign = if d < 0 { "−" } else { "+" };
+        format!(
+            "{} <span class=\"rel\">{sign}{}</span>",
+            self.clock(ms),
+            human(Duration::from_millis(d.unsigned_abs()))
+        )
+    }
+
+    fn view(&self, service: &str) -> Option<&ServiceView> {
+        self.services.iter().find(|s| s.name == service)
+    }
+
+    /// The chart where an assertion is best seen: the metric it judges when
+    /// that was charted, else the service's lifecycle strip.
+    fn chart_of(&self, name: &str, service: Option<&str>) -> Option<String> {
+        let v = self.view(service?)?;
+        let metric = match name {
+            "rss_slope_max" | "rss_max" | "rss_growth_max" if v.samples => "rss",
+            "fds_slope_max" if v.samples => "fds",
+            "threads_slope_max" if v.samples => "threads",
+            "latency_p99_max" if !v.workloads.is_empty() => "lat0",
+            "availability_min" if !v.workloads.is_empty() => "err0",
+            _ => "life",
+        };
+        Some(format!("{}-{metric}", v.id))
+    }
+
+    fn incident_of(&self, assertion: usize) -> Option<usize> {
+        self.incidents
+            .iter()
+            .position(|i| i.assertions.contains(&assertion))
+    }
+
+    fn head(&self, h: &mut String) {
+        let r = self.report;
+        let title = r.run.scenario.as_deref().unwrap_or("soak run");
+        let _ = write!(
+            h,
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} {}: {}</title><style>{}</style></head><body><main>",
+            label(r).0,
+            esc(title),
+            esc(&r.run.id),
+            style::CSS
+        );
+    }
+
+    fn verdict(&self, h: &mut String) {
+        let r = self.report;
+        let (word, class) = label(r);
+        let _ = write!(
+            h,
+            "<header class=\"banner {class}\"><div class=\"word\" id=\"verdict\">{word}</div><div class=\"what\"><div class=\"scenario\">{}</div><div class=\"desc\">{}</div><div class=\"facts\">run {} · started {} UTC · {} · soak {}{}</div></div></header>",
+            esc(r.run.scenario.as_deref().unwrap_or("soak run")),
+            esc(r.run.description.as_deref().unwrap_or_default()),
+            esc(&r.run.id),
+            esc(rfc3339_ms(r.run.started_at).get(..19).unwrap_or_default()),
+            if r.run.ended_at.is_some() {
+                format!(
+                    "lasted {}",
+                    human(Duration::from_millis(r.run.duration_ms.max(0) as u64))
+                )
+            } else {
+                "did not finish".into()
+            },
+            esc(&r.run.soak_version),
+            r.run.seed.map(|s| format!(" · seed {s}")).unwrap_or_default(),
+        );
+        if r.interrupted {
+            h.push_str("<p class=\"note\">The run was interrupted before it finished: what follows is what the journal holds up to that point.</p>");
+        }
+        let count = |v| r.assertions.iter().filter(|a| a.verdict == v).count();
+        let (pass, fail, unknown) = (
+            count(Verdict::Pass),
+            count(Verdict::Fail),
+            count(Verdict::Unknown),
+        );
+        let _ = write!(
+            h,
+            "<p class=\"counts\">{} assertion(s): <b class=\"pass\">{pass} passed</b> · <b class=\"fail\">{fail} failed</b> · <b class=\"unknown\">{unknown} unknown</b></p>",
+            r.assertions.len()
+        );
+        let why: Vec<(usize, &crate::verdict::Assertion)> = r
+            .assertions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.verdict != Verdict::Pass)
+            .collect();
+        if why.is_empty() {
+            return;
+        }
+        h.push_str("<ol class=\"why\">");
+        // Failures first: they decide the verdict; unknowns explain an UNKNOWN.
+        for (i, a) in why
+            .iter()
+            .filter(|(_, a)| a.verdict == Verdict::Fail)
+            .chain(why.iter().filter(|(_, a)| a.verdict == Verdict::Unknown))
+        {
+            let (mark, class) = match a.verdict {
+                Verdict::Fail => ("✕ failed", "fail"),
+                _ => ("? unknown", "unknown"),
+            };
+            let when = a
+                .at
+                .map_or("time not recorded".to_string(), |t| format!("at {}", self.when(t)));
+            let mut links = Vec::new();
+            if let Some(c) = self.chart_of(&a.name, a.service.as_deref()) {
+                links.push(format!("<a href=\"#{c}\">chart</a>"));
+            }
+            if let Some(k) = self.incident_of(*i) {
+                links.push(format!("<a href=\"#incident-{k}\">logs around it</a>"));
+            }
+            let _ = write!(
+                h,
+                "<li class=\"{class}\"><span class=\"tag\">{mark}</span> <b>{}</b>{} <span class=\"at\">{when}</span> {}<div class=\"reason\">{}</div></li>",
+                esc(&a.name),
+                a.service
+                    .as_deref()
+                    .map(|s| format!(" [{}]", esc(s)))
+                    .unwrap_or_default(),
+                links.join(" · "),
+                esc(&a.reason)
+            );
+        }
+        h.push_str("</ol>");
+    }
+
+    fn assertions(&self, h: &mut String) {
+        h.push_str("<section id=\"assertions\"><h2>Assertions</h2>");
+        if self.report.assertions.is_empty() {
+            h.push_str("<p class=\"muted\">Nothing was judged: the run's scenario could not be read back from its journal, or it has no expectations.</p></section>");
+            return;
+        }
+        h.push_str("<table><thead><tr><th>verdict</th><th>assertion</th><th>service</th><th>expected</th><th>observed</th><th>reason</th><th>at</th></tr></thead><tbody>");
+        for a in &self.report.assertions {
+            let (word, class) = verdict_word(a.verdict);
+            let name = match self.chart_of(&a.name, a.service.as_deref()) {
+                Some(c) if a.verdict != Verdict::Pass => {
+                    format!("<a href=\"#{c}\">{}</a>", esc(&a.name))
+                }
+                _ => esc(&a.name),
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"{class}\"><td><span class=\"badge {class}\">{word}</span></td><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"reason\">{}</td><td class=\"nowrap\">{}</td></tr>",
+                esc(a.service.as_deref().unwrap_or("—")),
+                esc(&a.expected),
+                esc(&a.observed),
+                esc(&a.reason),
+                a.at.map(|t| self.when(t)).unwrap_or_default()
+            );
+        }
+        h.push_str("</tbody></table></section>");
+    }
+
+    fn summary(&self, h: &mut String) {
+        let r = self.report;
+        if !r.services.is_empty() {
+            h.push_str("<section id=\"summary\"><h2>Services</h2><table><thead><tr><th>service</th><th>incarnations</th><th>planned restarts</th><th>unplanned restarts</th><th>hangs</th><th>orphans</th><th>last exit</th></tr></thead><tbody>");
+            for (name, s) in &r.services {
+                let link = match self.view(name) {
+                    Some(v) => format!("<a href=\"#{}\">{}</a>", v.id, esc(name)),
+                    None => esc(name),
+                };
+                let bad = |n: u64| if n > 0 { " class=\"warn\"" } else { "" };
+                let _ = write!(
+                    h,
+                    "<tr><td>{link}</td><td>{}</td><td>{}</td><td{}>{}</td><td{}>{}</td><td{}>{}</td><td>{}{}</td></tr>",
+                    s.incarnations,
+                    s.restarts.planned,
+                    bad(u64::from(s.restarts.unplanned)),
+                    s.restarts.unplanned,
+                    bad(u64::from(s.hangs)),
+                    s.hangs,
+                    bad(s.orphans),
+                    s.orphans,
+                    esc(s.last_exit.as_deref().unwrap_or("—")),
+                    if s.gave_up { " · <b class=\"fail\">gave up</b>" } else { "" }
+                );
+            }
+            h.push_str("</tbody></table>");
+        }
+        if !r.workloads.is_empty() {
+            h.push_str("<h3>Workloads</h3><table><thead><tr><th>workload</th><th>sent</th><th>ok</th><th>failed</th><th>worst p99</th><th>acknowledged writes</th><th>missing writes</th></tr></thead><tbody>");
+            for (name, w) in &r.workloads {
+                let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{:.1} ms</td><td>{}</td><td{}>{}</td></tr>",
+                    esc(name),
+                    w.sent,
+                    w.ok,
+                    if w.failed > 0 { " class=\"warn\"" } else { "" },
+                    w.failed,
+                    w.worst_p99_ms,
+                    opt(w.acknowledged_writes),
+                    if w.missing_writes.unwrap_or(0) > 0 { " class=\"warn\"" } else { "" },
+                    opt(w.missing_writes)
+                );
+            }
+            h.push_str("</tbody></table>");
+        }
+        if !r.services.is_empty() {
+            h.push_str("</section>");
+        }
+    }
+
+    fn services(&self, h: &mut String) {
+        let mut rows: HashMap<&str, Vec<&SampleRow>> = HashMap::new();
+        let incs: HashMap<i64, &str> = self
+            .data
+            .incarnations
+            .iter()
+            .map(|i| (i.id, i.service.as_str()))
+            .collect();
+        for s in &self.data.samples {
+            if let Some(name) = incs.get(&s.incarnation) {
+                rows.entry(name).or_default().push(s);
+            }
+        }
+        for v in &self.services {
+            let marks = self.marks(&v.name);
+            let _ = write!(
+                h,
+                "<section class=\"service\" id=\"{}\"><h2>{}</h2>",
+                v.id,
+                esc(&v.name)
+            );
+            h.push_str("<h3>Lifecycle <span class=\"legend\"><i class=\"k up\"></i>up <i class=\"k starting\"></i>starting <i class=\"k fault\"></i>fault <i class=\"k restart\"></i>restart <i class=\"k failmark\"></i>failed assertion</span></h3>");
+            h.push_str(&chart::lifecycle(
+                &format!("{}-life", v.id),
+                &self.bars(&v.name),
+                self.span,
+                &marks,
+            ));
+            match rows.get(v.name.as_str()) {
+                Some(rows) => self.resource_charts(h, v, rows, &marks),
+                None => h.push_str("<p class=\"muted\">No resource samples were recorded for this service.</p>"),
+            }
+            self.load_charts(h, v, &marks);
+            self.incarnations(h, &v.name);
+            h.push_str("</section>");
+        }
+    }
+
+    fn marks(&self, service: &str) -> Marks {
+        let mut m = Marks::default();
+        let mut prev: Option<&IncarnationRow> = None;
+        for i in self.data.incarnations.iter().filter(|i| i.service == service) {
+            if let Some(p) = prev {
+                let unplanned = !matches!(p.cause.as_deref(), Some("planned") | Some("stopped"));
+                m.restarts.push(Restart {
+                    at: i.started_at,
+                    unplanned,
+                    title: format!(
+                        "restart at {}: pid {} started; before: pid {} {}",
+                        self.clock(i.started_at),
+                        i.pid.map_or("?".into(), |p| p.to_string()),
+                        p.pid.map_or("?".into(), |p| p.to_string()),
+                        describe_exit(p)
+                    ),
+                });
+            }
+            prev = Some(i);
+        }
+        for f in self.report.faults.iter().filter(|f| f.target == service) {
+            m.faults.push(FaultMark {
+                from: f.injected_at,
+                to: f.rolled_back_at,
+                label: f.action.clone(),
+                title: format!(
+                    "fault step {}: {} {} at {}{}",
+                    f.step,
+                    f.action,
+                    f.target,
+                    self.clock(f.injected_at),
+                    f.rolled_back_at
+                        .map(|t| format!(", rolled back at {}", self.clock(t)))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        for a in &self.report.assertions {
+            let (Verdict::Fail, Some(at)) = (a.verdict, a.at) else {
+                continue;
+            };
+            if a.service.as_deref().is_some_and(|s| s != service) {
+                continue;
+            }
+            m.failures.push(FailMark {
+                at,
+                label: format!("✕ {}", a.name),
+                title: format!("{} failed at {}: {}", a.name, self.clock(at), a.reason),
+            });
+        }
+        m
+    }
+
+    fn bars(&self, service: &str) -> Vec<Bar> {
+        self.data
+            .incarnations
+            .iter()
+            .filter(|i| i.service == service)
+            .map(|i| Bar {
+                from: i.started_at,
+                ready: i.ready_at,
+                to: i.ended_at.unwrap_or(self.span.t1),
+                title: format!(
+                    "pid {}: started {}, {}, {}",
+                    i.pid.map_or("?".into(), |p| p.to_string()),
+                    self.clock(i.started_at),
+                    i.ready_at.map_or("never ready".into(), |r| format!(
+                        "ready after {}",
+                        human(Duration::from_millis((r - i.started_at).max(0) as u64))
+                    )),
+                    describe_exit(i)
+                ),
+            })
+            .collect()
+    }
+
+    fn resource_charts(&self, h: &mut String, v: &ServiceView, rows: &[&SampleRow], marks: &Marks) {
+        let pick = |f: &dyn Fn(&SampleRow) -> f64| -> Vec<Point> {
+            let pts: Vec<Point> = rows
+                .iter()
+                .map(|r| Point {
+                    t: r.ts as f64,
+                    v: f(r),
+                    seg: r.incarnation,
+                })
+                .collect();
+            downsample(&pts, MAX_POINTS)
+        };
+        let rss = pick(&|r| r.rss_bytes as f64 / MB);
+        let trend = rss_trend(self.data, &v.name, rows);
+        let peak = rss.iter().map(|p| p.v).fold(f64::NAN, f64::max);
+        let last = rss.last().map_or(f64::NAN, |p| p.v);
+        let _ = write!(
+            h,
+            "<h3>RSS <span class=\"stat\">peak {peak:.1} MB · last {last:.1} MB{}</span></h3>",
+            trend
+                .as_ref()
+                .map(|t| format!(" · {} (dashed: projection)", esc(&t.label)))
+                .unwrap_or_default()
+        );
+        h.push_str(&chart::line_chart(
+            &format!("{}-rss", v.id),
+            "MB",
+            &[Series {
+                name: "RSS",
+                color: "#3b6ea8",
+                points: rss,
+            }],
+            trend.as_ref(),
+            self.span,
+            marks,
+        ));
+        let cpu = downsample(&cpu_percent(rows), MAX_POINTS);
+        let fds = pick(&|r| r.fds as f64);
+        let threads = pick(&|r| r.threads as f64);
+        for (key, title, unit, color, pts) in [
+            ("cpu", "CPU", "%", "#4e8a5c", cpu),
+            ("fds", "Open fds", "fds", "#2f7f86", fds),
+            ("threads", "Threads", "threads", "#7a5ea8", threads),
+        ] {
+            let peak = pts.iter().map(|p| p.v).fold(f64::NAN, f64::max);
+            let last = pts.last().map_or(f64::NAN, |p| p.v);
+            let _ = write!(
+                h,
+                "<h3>{title} <span class=\"stat\">peak {peak:.1} · last {last:.1}{}</span></h3>",
+                if key == "cpu" { " % of one core" } else { "" }
+            );
+            h.push_str(&chart::line_chart(
+                &format!("{}-{key}", v.id),
+                unit,
+                &[Series {
+                    name: title,
+                    color,
+                    points: pts,
+                }],
+                None,
+                self.span,
+                marks,
+            ));
+        }
+    }
+
+    fn load_charts(&self, h: &mut String, v: &ServiceView, marks: &Marks) {
+        for (k, w) in v.workloads.iter().enumerate() {
+            let loads: Vec<&EventRow> = self
+                .data
+                .events
+                .iter()
+                .filter(|e| {
+                    e.kind == "load"
+                        && e.service.as_deref() == Some(v.name.as_str())
+                        && e.detail["workload"].as_str() == Some(w.as_str())
+                })
+                .collect();
+            let series = |key: &str| -> Vec<Point> {
+                let pts: Vec<Point> = loads
+                    .iter()
+                    .filter_map(|e| {
+                        Some(Point {
+                            t: e.ts as f64,
+                            v: e.detail[key].as_f64()?,
+                            seg: 0,
+                        })
+                    })
+                    .collect();
+                downsample(&pts, MAX_POINTS)
+            };
+            let errors: Vec<Point> = loads
+                .iter()
+                .filter_map(|e| {
+                    let sent = e.detail["sent"].as_f64().filter(|s| *s > 0.0)?;
+                    Some(Point {
+                        t: e.ts as f64,
+                        v: 100.0 * e.detail["failed"].as_f64().unwrap_or(0.0) / sent,
+                        seg: 0,
+                    })
+                })
+                .collect();
+            let (p50, p99) = (series("p50_ms"), series("p99_ms"));
+            let worst = p99.iter().map(|p| p.v).fold(f64::NAN, f64::max);
+            let _ = write!(
+                h,
+                "<h3>Latency of {} <span class=\"legend\"><i class=\"k\" style=\"background:#3b6ea8\"></i>p50 <i class=\"k\" style=\"background:#b0663a\"></i>p99</span> <span class=\"stat\">worst p99 {worst:.1} ms</span></h3>",
+                esc(w)
+            );
+            h.push_str(&chart::line_chart(
+                &format!("{}-lat{k}", v.id),
+                "ms",
+                &[
+                    Series {
+                        name: "p50",
+                        color: "#3b6ea8",
+                        points: p50,
+                    },
+                    Series {
+                        name: "p99",
+                        color: "#b0663a",
+                        points: p99,
+                    },
+                ],
+                None,
+                self.span,
+                marks,
+            ));
+            let (failed, sent) = loads.iter().fold((0.0, 0.0), |(f, s), e| {
+                (
+                    f + e.detail["failed"].as_f64().unwrap_or(0.0),
+                    s + e.detail["sent"].as_f64().unwrap_or(0.0),
+                )
+            });
+            let _ = write!(
+                h,
+                "<h3>Failed requests of {} <span class=\"stat\">{failed:.0} of {sent:.0}</span></h3>",
+                esc(w)
+            );
+            h.push_str(&chart::line_chart(
+                &format!("{}-err{k}", v.id),
+                "% failed",
+                &[Series {
+                    name: "failed %",
+                    color: "#b3261e",
+                    points: downsample(&errors, MAX_POINTS),
+                }],
+                None,
+                self.span,
+                marks,
+            ));
+        }
+    }
+
+    fn incarnations(&self, h: &mut String, service: &str) {
+        let incs: Vec<&IncarnationRow> = self
+            .data
+            .incarnations
+            .iter()
+            .filter(|i| i.service == service)
+            .collect();
+        if incs.is_empty() {
+            return;
+        }
+        h.push_str("<h3>Incarnations</h3><table><thead><tr><th>#</th><th>pid</th><th>started</th><th>ready after</th><th>ended</th><th>up</th><th>exit</th><th>cause</th><th>orphans</th></tr></thead><tbody>");
+        let ms = |d: i64| human(Duration::from_millis(d.max(0) as u64));
+        for row in capped(&incs, MAX_ROWS) {
+            let Some((n, i)) = row else {
+                gap_row(h, 9, incs.len() - MAX_ROWS / 2 * 2);
+                continue;
+            };
+            let bad = matches!(i.cause.as_deref(), Some("unplanned" | "hung" | "gave-up"))
+                || i.orphans.unwrap_or(0) > 0;
+            let exit = match (i.exit_code, &i.signal) {
+                (Some(c), _) => format!("code {c}"),
+                (None, Some(s)) => format!("signal {}", esc(s)),
+                (None, None) => "—".into(),
+            };
+            let _ = write!(
+                h,
+                "<tr{}><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td><td>{}</td><td class=\"nowrap\">{}</td><td>{}</td><td>{exit}</td><td>{}</td><td>{}</td></tr>",
+                if bad { " class=\"fail\"" } else { "" },
+                n + 1,
+                i.pid.map_or("—".into(), |p| p.to_string()),
+                self.when(i.started_at),
+                i.ready_at.map_or("never".into(), |r| ms(r - i.started_at)),
+                i.ended_at.map_or("running".into(), |e| self.when(e)),
+                i.ended_at.map_or(String::new(), |e| ms(e - i.started_at)),
+                esc(i.cause.as_deref().unwrap_or("—")),
+                i.orphans.map_or("—".into(), |o| o.to_string()),
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+
+    fn faults(&self, h: &mut String) {
+        if self.report.faults.is_empty() {
+            return;
+        }
+        h.push_str("<section id=\"faults\"><h2>Faults</h2><table><thead><tr><th>step</th><th>action</th><th>target</th><th>injected</th><th>rolled back</th><th>detail</th></tr></thead><tbody>");
+        for f in &self.report.faults {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td><td class=\"detail\">{}</td></tr>",
+                f.step,
+                esc(&f.action),
+                esc(&f.target),
+                self.when(f.injected_at),
+                f.rolled_back_at.map_or("—".into(), |t| self.when(t)),
+                esc(&detail_text(&f.detail))
+            );
+        }
+        h.push_str("</tbody></table></section>");
+    }
+
+    fn incidents(&self, h: &mut String, logs_dir: &Path) {
+        h.push_str("<section id=\"incidents\"><h2>Incidents</h2>");
+        if self.incidents.is_empty() {
+            h.push_str("<p class=\"muted\">No crash, hang, fault or failed assertion.</p></section>");
+            return;
+        }
+        // Which incidents get log lines: failures first, then crashes and
+        // hangs, then faults; earliest first within each.
+        let mut order: Vec<usize> = (0..self.incidents.len()).collect();
+        order.sort_by_key(|&i| (self.incidents[i].what[0].0, self.incidents[i].at));
+        order.truncate(MAX_EXCERPTS);
+        let mut wanted: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for &i in &order {
+            if let Some(s) = self.incidents[i].service.as_deref() {
+                wanted.entry(s).or_default().push(i);
+            }
+        }
+        let mut excerpts: HashMap<usize, Result<logs::Excerpt, logs::Missing>> = HashMap::new();
+        for (service, idx) in wanted {
+            let times: Vec<i64> = idx.iter().map(|&i| self.incidents[i].at).collect();
+            match logs::excerpts(logs_dir, service, &times) {
+                Ok(found) => excerpts.extend(idx.into_iter().zip(found.into_iter().map(Ok))),
+                Err(e) => excerpts.extend(idx.into_iter().map(|i| (i, Err(e.clone())))),
+            }
+        }
+        let skipped = self.incidents.len().saturating_sub(MAX_EXCERPTS);
+        if skipped > 0 {
+            let _ = write!(
+                h,
+                "<p class=\"note\">{} incidents; log lines are shown for {MAX_EXCERPTS} of them (failures first). The others are listed with their time.</p>",
+                self.incidents.len()
+            );
+        }
+        for (k, inc) in self.incidents.iter().enumerate() {
+            let class = inc.what[0].0.class();
+            let chart = inc
+                .service
+                .as_deref()
+                .and_then(|s| self.view(s))
+                .map(|v| format!(" · <a href=\"#{}-life\">chart</a>", v.id))
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                "<article class=\"incident {class}\" id=\"incident-{k}\"><h3><span class=\"at\">{}</span> {}{chart}</h3><ul>",
+                self.when(inc.at),
+                esc(inc.service.as_deref().unwrap_or("run"))
+            );
+            for (kind, text) in &inc.what {
+                let _ = write!(
+                    h,
+                    "<li class=\"{}\">{}</li>",
+                    kind.class(),
+                    esc(text)
+                );
+            }
+            h.push_str("</ul>");
+            match excerpts.get(&k) {
+                Some(Ok(e)) => self.excerpt(h, e, inc.at),
+                Some(Err(logs::Missing::NoLog)) => h.push_str("<p class=\"muted\">No log file for this service.</p>"),
+                Some(Err(logs::Missing::BadName)) => h.push_str("<p class=\"muted\">The service's name is not a file name: its log was not read.</p>"),
+                None => {}
+            }
+            h.push_str("</article>");
+        }
+        h.push_str("</section>");
+    }
+
+    fn excerpt(&self, h: &mut String, e: &logs::Excerpt, at: i64) {
+        if e.before.is_empty() && e.after.is_empty() {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">Nothing logged within {} s of it.</p>",
+                logs::WINDOW_MS / 1000
+            );
+            return;
+        }
+        h.push_str("<pre class=\"log\">");
+        let line = |h: &mut String, l: &logs::LogLine| {
+            let _ = writeln!(
+                h,
+                "<span class=\"t\">{}</span> <span class=\"s {}\">{:4}</span> {}",
+                l.ts.map(|t| self.clock(t)).unwrap_or_default(),
+                if l.stream == "err" { "err" } else { "" },
+                esc(&l.stream),
+                esc(&l.text)
+            );
+        };
+        for l in &e.before {
+            line(h, l);
+        }
+        let _ = writeln!(
+            h,
+            "<span class=\"here\">▶ {}  incident</span>",
+            self.clock(at)
+        );
+        for l in &e.after {
+            line(h, l);
+        }
+        h.push_str("</pre>");
+    }
+
+    fn timeline(&self, h: &mut String) {
+        let shown: Vec<&EventRow> = self
+            .data
+            .events
+            .iter()
+            .filter(|e| e.kind != "load")
+            .collect();
+        let loads = self.data.events.len() - shown.len();
+        h.push_str("<section id=\"timeline\"><h2>Event timeline</h2>");
+        if loads > 0 {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">{loads} <code>load</code> events are drawn in the latency charts, not listed.</p>"
+            );
+        }
+        h.push_str("<table class=\"events\"><thead><tr><th>time</th><th>service</th><th>event</th><th>detail</th></tr></thead><tbody>");
+        for row in capped(&shown, MAX_ROWS) {
+            let Some((_, e)) = row else {
+                gap_row(h, 4, shown.len() - MAX_ROWS / 2 * 2);
+                continue;
+            };
+            let class = match e.kind.as_str() {
+                "hung" | "gave-up" | "probe-failed" | "orphans" | "interrupted" | "not-steady" => {
+                    " class=\"fail\""
+                }
+                "exited"
+                    if matches!(
+                        e.detail["cause"].as_str(),
+                        Some("unplanned" | "hung" | "gave-up")
+                    ) =>
+                {
+                    " class=\"fail\""
+                }
+                "fault-injected" | "fault-rolled-back" => " class=\"faultrow\"",
+                _ => "",
+            };
+            let _ = write!(
+                h,
+                "<tr{class}><td class=\"nowrap\">{}</td><td>{}</td><td>{}</td><td class=\"detail\">{}</td></tr>",
+                self.when(e.ts),
+                esc(e.service.as_deref().unwrap_or("—")),
+                esc(&e.kind),
+                esc(&detail_text(&e.detail))
+            );
+        }
+        h.push_str("</tbody></table></section>");
+    }
+}
+
+/// The rows of a long table: all of them, or the first and last `max / 2`
+/// with one `None` between them standing for the rows left out.
+fn capped<T>(rows: &[T], max: usize) -> Vec<Option<(usize, &T)>> {
+    if rows.len() <= max {
+        return rows.iter().enumerate().map(Some).collect();
+    }
+    let half = max / 2;
+    let tail = rows.len() - half;
+    rows.iter()
+        .enumerate()
+        .take(half)
+        .map(Some)
+        .chain([None])
+        .chain(rows.iter().enumerate().skip(tail).map(Some))
+        .collect()
+}
+
+fn gap_row(h: &mut String, cols: usize, omitted: usize) {
+    let _ = write!(
+        h,
+        "<tr class=\"gap\"><td colspan=\"{cols}\">… {omitted} rows left out; the journal has them all …</td></tr>"
+    );
+}
+
+/// The big word at the top, and its colour class.
+fn label(r: &Report) -> (&'static str, &'static str) {
+    match r.verdict {
+        Verdict::Fail => ("FAIL", "fail"),
+        _ if r.interrupted => ("INTERRUPTED", "interrupted"),
+        Verdict::Pass => ("PASS", "pass"),
+        Verdict::Unknown => ("UNKNOWN", "unknown"),
+    }
+}
+
+fn verdict_word(v: Verdict) -> (&'static str, &'static str) {
+    match v {
+        Verdict::Pass => ("pass", "pass"),
+        Verdict::Fail => ("fail", "fail"),
+        Verdict::Unknown => ("unknown", "unknown"),
+    }
+}
+
+/// The page's time axis: the run, or failing that whatever the journal saw.
+fn span_of(report: &Report, data: &RunData) -> Span {
+    let times = data
+        .incarnations
+        .iter()
+        .flat_map(|i| [Some(i.started_at), i.ended_at])
+        .flatten()
+        .chain(data.events.iter().map(|e| e.ts))
+        .chain(data.samples.first().map(|s| s.ts))
+        .chain(data.samples.last().map(|s| s.ts));
+    let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    let t0 = if data.run.is_some() && report.run.started_at > 0 {
+        report.run.started_at
+    } else if lo <= hi {
+        lo
+    } else {
+        report.run.started_at
+    };
+    let t1 = report.run.ended_at.unwrap_or(hi).max(hi);
+    Span {
+        t0,
+        // A zero-length axis cannot be drawn.
+        t1: if t1 > t0 { t1 } else { t0.saturating_add(1_000) },
+    }
+}
+
+/// Crashes, hangs, faults and failed assertions, merged when they are one
+/// story (same service, within [`MERGE_MS`]), in time order.
+fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
+    let mut raw: Vec<Incident> = Vec::new();
+    let one = |service: Option<&str>, at, kind, text: String| Incident {
+        service: service.map(str::to_string),
+        at,
+        what: vec![(kind, text)],
+        assertions: Vec::new(),
+    };
+    for (i, a) in report.assertions.iter().enumerate() {
+        if let (Verdict::Fail, Some(at)) = (a.verdict, a.at) {
+            let mut inc = one(
+                a.service.as_deref(),
+                at,
+                Kind::Failed,
+                format!("{} failed: {}", a.name, a.reason),
+            );
+            inc.assertions.push(i);
+            raw.push(inc);
+        }
+    }
+    let hung_events: Vec<&EventRow> = data.events.iter().filter(|e| e.kind == "hung").collect();
+    for e in &hung_events {
+        let why = e.detail["reason"].as_str().unwrap_or("health probes failed");
+        raw.push(one(
+            e.service.as_deref(),
+            e.ts,
+            Kind::Hang,
+            format!("hang detected: {why}"),
+        ));
+    }
+    for i in &data.incarnations {
+        let (Some(end), Some(cause)) = (i.ended_at, i.cause.as_deref()) else {
+            continue;
+        };
+        // A hang already has its incident from the `hung` event.
+        let told = cause == "hung"
+            && hung_events.iter().any(|e| {
+                e.service.as_deref() == Some(i.service.as_str()) && (end - 60_000..=end).contains(&e.ts)
+            });
+        if matches!(cause, "unplanned" | "hung" | "gave-up") && !told {
+            let pid = i.pid.map_or("?".into(), |p| p.to_string());
+            raw.push(one(
+                Some(&i.service),
+                end,
+                if cause == "hung" { Kind::Hang } else { Kind::Crash },
+                format!("pid {pid} died: {}{}", describe_exit(i), if cause == "gave-up" { "; start limit reached, not restarted" } else { "" }),
+            ));
+        }
+    }
+    for f in &report.faults {
+        let held = f.rolled_back_at.map_or(String::new(), |t| {
+            format!(", rolled back after {}", human(Duration::from_millis((t - f.injected_at).max(0) as u64)))
+        });
+        raw.push(one(
+            Some(&f.target),
+            f.injected_at,
+            Kind::Fault,
+            format!("fault step {}: {} {}{held}", f.step, f.action, f.target),
+        ));
+    }
+    raw.sort_by(|a, b| (&a.service, a.at).cmp(&(&b.service, b.at)));
+    let mut merged: Vec<Incident> = Vec::new();
+    for inc in raw {
+        match merged.last_mut() {
+            Some(m) if m.service == inc.service && inc.at - m.at <= MERGE_MS => {
+                m.what.extend(inc.what);
+                m.assertions.extend(inc.assertions);
+            }
+            _ => merged.push(inc),
+        }
+    }
+    for m in &mut merged {
+        m.what.sort_by_key(|w| w.0);
+    }
+    merged.sort_by_key(|m| m.at);
+    merged
+}
+
+/// Per-sample CPU use in % of one core, from the cumulative CPU seconds of
+/// consecutive samples of one incarnation.
+fn cpu_percent(rows: &[&SampleRow]) -> Vec<Point> {
+    let mut last: HashMap<i64, (i64, f64)> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some((t, c)) = last.insert(r.incarnation, (r.ts, r.cpu_seconds))
+            && r.ts > t
+            && r.cpu_seconds >= c
+        {
+            out.push(Point {
+                t: r.ts as f64,
+                v: 100.0 * (r.cpu_seconds - c) / ((r.ts - t) as f64 / 1000.0),
+                seg: r.incarnation,
+            });
+        }
+    }
+    out
+}
+
+/// The Theil–Sen line of the last incarnation's RSS (MB) after its first
+/// 10 %, fitted by the same estimator the verdict uses, or None with fewer
+/// than 10 samples to fit.
+fn rss_trend(data: &RunData, service: &str, rows: &[&SampleRow]) -> Option<TrendLine> {
+    let last = data
+        .incarnations
+        .iter()
+        .filter(|i| i.service == service && rows.iter().any(|r| r.incarnation == i.id))
+        .max_by_key(|i| (i.started_at, i.id))?;
+    let series: Vec<(i64, f64)> = rows
+        .iter()
+        .filter(|r| r.incarnation == last.id)
+        .map(|r| (r.ts, r.rss_bytes as f64 / MB))
+        .collect();
+    let (lo, hi) = series
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), (t, _)| (lo.min(*t), hi.max(*t)));
+    let mut p = Params::new(Metric::Rss, 1.0);
+    p.warmup_ms = (hi.saturating_sub(lo) / 10).max(0);
+    p.min_points = 10;
+    p.min_span_ms = 0;
+    let fit = trend::judge(&series, &p);
+    let slope = fit.slope_per_hour;
+    let pts = trend::after_warmup(&series, p.warmup_ms);
+    if pts.len() < 10 || !slope.is_finite() {
+        return None;
+    }
+    let (t_from, t_last) = (pts[0].0, pts[pts.len() - 1].0);
+    let mut resid: Vec<f64> = pts
+        .iter()
+        .map(|(t, v)| v - slope * (t - t_from) as f64 / 3_600_000.0)
+        .collect();
+    let mid = resid.len() / 2;
+    let (_, v_from, _) = resid.select_nth_unstable_by(mid, f64::total_cmp);
+    let digits = if slope.abs() < 1.0 { 2 } else { 1 };
+    Some(TrendLine {
+        t_from,
+        v_from: *v_from,
+        t_last,
+        per_hour: slope,
+        label: format!("trend {slope:+.digits$} MB/h"),
+    })
+}
+
+/// A JSON detail as `key=value` pairs, strings unquoted, cut to a line.
+fn detail_text(v: &serde_json::Value) -> String {
+    let mut s = match v {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                v => format!("{k}={v}"),
+            })
+            .collect::<Vec<_>>()
+            .join("  "),
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    if s.chars().count() > MAX_DETAIL_CHARS {
+        s = s.chars().take(MAX_DETAIL_CHARS).collect::<String>() + "…";
+    }
+    s
+}
+

@@ -225,23 +225,8 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
             log_rate(&mut j, s, rate.0);
         }
     }
-    if e.consistent_reads.is_some() {
-        let w = e
-            .consistent_reads
-            .as_ref()
-            .map(|w| w.get_ref().clone())
-            .unwrap_or_default();
-        j.push(
-            "consistent_reads",
-            None,
-            Verdict::Unknown,
-            [
-                format!("reads of {w} agree across instances"),
-                "not measured".into(),
-                "consistent_reads is not judged by this version of soak".into(),
-            ],
-            None,
-        );
+    if let Some(w) = &e.consistent_reads {
+        consistent_reads(&mut j, &fs, w.get_ref());
     }
     soak::judge(&mut j.out, sc, data);
     j.out
@@ -749,6 +734,44 @@ fn duplicate_refused(j: &mut Judge, fs: &[FaultRecord], limit: Duration) {
                 ],
                 None,
             ),
+        }
+    }
+}
+
+fn consistent_reads(j: &mut Judge, fs: &[FaultRecord], workload: &str) {
+    let expected = format!("writes of {workload} through one instance read the same through the other");
+    let dups: Vec<&FaultRecord> = fs.iter().filter(|f| f.action == "duplicate").collect();
+    if dups.is_empty() {
+        j.push("consistent_reads", None, Verdict::Unknown, [expected, "no duplicate".into(),
+            "consistent_reads needs a `duplicate` step".into()], None);
+        return;
+    }
+    for f in dups {
+        let t = &f.target;
+        let step = Some(f.step as u64);
+        let check = events_of(j.data, t, &["consistency"]).find(|e| e.detail["step"].as_u64() == step);
+        let refused = events_of(j.data, t, &["duplicate-ended"]).any(|e| e.detail["step"].as_u64() == step);
+        match check {
+            Some(c) => {
+                let checked = c.detail["checked"].as_u64().unwrap_or(0);
+                let stale = c.detail["stale_count"].as_u64().unwrap_or(0);
+                if checked == 0 {
+                    j.push("consistent_reads", Some(t), Verdict::Unknown, [expected.clone(), "no write acknowledged".into(),
+                        "no write through the primary was acknowledged, so nothing could be compared".into()], Some(c.ts));
+                } else if stale == 0 {
+                    j.push("consistent_reads", Some(t), Verdict::Pass, [expected.clone(), format!("{checked} of {checked} consistent"),
+                        format!("all {checked} writes through {t} read back the same through the duplicate")], Some(c.ts));
+                } else {
+                    let first = c.detail["stale"][0].as_str().unwrap_or("").to_string();
+                    j.push("consistent_reads", Some(t), Verdict::Fail, [expected.clone(), format!("{stale} of {checked} stale"),
+                        format!("stale reads: {stale} of {checked} writes through {t} read back an older value through the duplicate, e.g. {first}")], Some(c.ts));
+                }
+            }
+            // One instance only: reads cannot disagree between instances.
+            None if refused => j.push("consistent_reads", Some(t), Verdict::Pass, [expected.clone(), "one instance".into(),
+                format!("the duplicate was refused, so every read of {workload} goes through one {t}")], None),
+            None => j.push("consistent_reads", Some(t), Verdict::Unknown, [expected.clone(), "not checked".into(),
+                "the duplicate never answered its health probe, so no read could go through it".into()], None),
         }
     }
 }
