@@ -46,8 +46,55 @@ pub fn all() -> Vec<Proc> {
 }
 
 /// Every live (non-zombie) descendant of `root`, parents before children.
+///
+/// Walks /proc/PID/task/TID/children from `root` down, which reads only the
+/// tree itself: the shim does this the moment a service dies, and a scan
+/// of all of /proc would cost milliseconds of restart latency on a busy
+/// host. Kernels without those files get the full scan.
 pub fn descendants(root: i32) -> Vec<Proc> {
-    descendants_in(&all(), root)
+    if !std::path::Path::new("/proc/self/task")
+        .join(std::process::id().to_string())
+        .join("children")
+        .exists()
+    {
+        return descendants_in(&all(), root);
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for child in children(parent) {
+            let Some(p) = fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| parse_stat(&s))
+            else {
+                continue;
+            };
+            frontier.push(child);
+            if p.state != 'Z' {
+                out.push(p);
+            }
+        }
+        if out.len() > 100_000 {
+            break;
+        }
+    }
+    out
+}
+
+/// Direct children of `pid`, over all its threads.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 pub fn descendants_in(procs: &[Proc], root: i32) -> Vec<Proc> {
