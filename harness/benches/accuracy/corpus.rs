@@ -9,6 +9,7 @@
 //! Values are bytes, times ms since the epoch, 1 MB = 10⁶ bytes. Seeded and
 //! dependency-free so a bench reproduces the same traces everywhere.
 
+use soak::run::SplitMix;
 use std::f64::consts::TAU;
 
 pub const MB: f64 = 1e6;
@@ -18,27 +19,17 @@ pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// 2023-11-14T22:13:20Z, so timestamps look like the journal's.
 const EPOCH_MS: i64 = 1_700_000_000_000;
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, full-period, good enough to
-/// draw noise, and identical on every platform.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
+/// soak's own seeded generator, with what drawing noise needs on top.
+pub struct SplitMix64(SplitMix);
 
 impl SplitMix64 {
     pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        SplitMix64(SplitMix(seed))
     }
 
     /// Uniform in [0, 1), from the top 53 bits.
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
@@ -248,7 +239,7 @@ impl Incarnation {
                 me.saw_amplitude = amplitude;
             }
             Shape::WarmupSteps => {
-                let count = 1 + (rng.next_u64() % 4) as usize;
+                let count = 1 + rng.0.below(4) as usize;
                 me.steps = (0..count)
                     .map(|_| {
                         let at = rng.range(0.0, 30.0) * MINUTE_MS as f64;
