@@ -571,7 +571,15 @@ async fn up(
     let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(print_notes(notes_rx, style, None));
     let recorder = Recorder::new(journal.tx(), Some(notes_tx));
-    let supervisor = Supervisor::start(&plan, &recorder, shim);
+    let supervisor = std::sync::Arc::new(Supervisor::start(&plan, &recorder, shim));
+    let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(crate::sample::run(
+        supervisor.clone(),
+        plan.clone(),
+        recorder.clone(),
+        config.harness.sample_every.0,
+        sampler_stopped,
+    ));
 
     let reason = wait_for_end(run_for).await;
     recorder.event(
@@ -582,6 +590,8 @@ async fn up(
         format!("{reason}: stopping services"),
     );
     supervisor.stop_all().await;
+    let _ = stop_sampler.send(true);
+    let _ = sampler.await;
     recorder.journal.send(Record::RunEnded {
         ended_at: now_ms(),
         interrupted: false,
