@@ -199,7 +199,10 @@ impl Daemon {
         let path = dir.join("soak.toml");
         fs::write(&path, config).map_err(|e| e.to_string())?;
         spawn_foreground(
-            Command::new(soak_exe()).arg("up").arg("--config").arg(&path),
+            Command::new(soak_exe())
+                .arg("up")
+                .arg("--config")
+                .arg(&path),
             &dir.join("soak.log"),
             libc::SIGINT,
         )
@@ -236,8 +239,9 @@ impl Daemon {
     }
 
     /// The PM2 daemon with PM2_HOME in `dir`, running `services` with
-    /// immediate, unlimited restarts (`min_uptime` 1 ms so quick deaths do
-    /// not count as "unstable" and exhaust `max_restarts`).
+    /// immediate restarts. Deaths within `min_uptime` (100 ms, the least PM2
+    /// accepts) count as "unstable" and PM2 gives up after `max_restarts` of
+    /// them, so that is set out of reach.
     pub fn pm2(dir: &Path, services: &[Service]) -> Result<Daemon, String> {
         let pm2 = install_pm2()?;
         let home = dir.join("pm2");
@@ -252,7 +256,7 @@ impl Daemon {
                     "exec_mode": "fork",
                     "autorestart": true,
                     "restart_delay": 0,
-                    "min_uptime": 1,
+                    "min_uptime": 100,
                     "max_restarts": 1_000_000,
                 })
             })
@@ -271,7 +275,10 @@ impl Daemon {
         // From here on a failure still runs `pm2 kill` (on drop): a daemon
         // may be up even if `pm2 start` did not finish.
         run_bounded(
-            Command::new(&pm2).arg("start").arg(&eco).env("PM2_HOME", &home),
+            Command::new(&pm2)
+                .arg("start")
+                .arg(&eco)
+                .env("PM2_HOME", &home),
             &dir.join("pm2-start.log"),
             Duration::from_secs(60),
         )?;
@@ -314,7 +321,10 @@ impl Daemon {
                 if self.pid == 0 || gone_within(self.pid, STOP_TIMEOUT) {
                     Ok(())
                 } else {
-                    Err(format!("pm2 daemon {} still alive after pm2 kill", self.pid))
+                    Err(format!(
+                        "pm2 daemon {} still alive after pm2 kill",
+                        self.pid
+                    ))
                 }
             }
         }

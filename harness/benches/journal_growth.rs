@@ -31,7 +31,12 @@ fn main() {
         scenario_toml: Some("x".repeat(1_000)),
     });
     for s in 0..SERVICES {
-        tx.send(Record::Started { incarnation: s + 1, service: format!("service{s}"), pid: 1000 + s as i32, started_at: t0 });
+        tx.send(Record::Started {
+            incarnation: s + 1,
+            service: format!("service{s}"),
+            pid: 1000 + s as i32,
+            started_at: t0,
+        });
     }
     let mut hist = LatencyHistogram::default();
     for ms in 0..1200 {
@@ -43,11 +48,31 @@ fn main() {
     while ts < end {
         for s in 0..SERVICES {
             let wobble = (ts / SAMPLE_MS % 100) as u64;
-            tx.send(Record::Sample { ts, incarnation: s + 1, rss_bytes: 80_000_000 + wobble * 4096, cpu_seconds: (ts - t0) as f64 / 1e5, fds: 40, threads: 12, processes: 3 });
-            tx.send(Record::ServiceSample { ts, service: format!("service{s}"), db_bytes: 50_000_000, wal_bytes: 4_000_000 + wobble, log_bytes: (ts - t0) as u64 / 10 });
+            tx.send(Record::Sample {
+                ts,
+                incarnation: s + 1,
+                rss_bytes: 80_000_000 + wobble * 4096,
+                cpu_seconds: (ts - t0) as f64 / 1e5,
+                fds: 40,
+                threads: 12,
+                processes: 3,
+            });
+            tx.send(Record::ServiceSample {
+                ts,
+                service: format!("service{s}"),
+                db_bytes: 50_000_000,
+                wal_bytes: 4_000_000 + wobble,
+                log_bytes: (ts - t0) as u64 / 10,
+            });
             rows += 2;
         }
-        tx.send(Record::HostSample { ts, mem_available_bytes: 500_000_000, disk_free_bytes: 20_000_000_000, soak_rss_bytes: 6_000_000, soak_cpu_seconds: 1.0 });
+        tx.send(Record::HostSample {
+            ts,
+            mem_available_bytes: 500_000_000,
+            disk_free_bytes: 20_000_000_000,
+            soak_rss_bytes: 6_000_000,
+            soak_cpu_seconds: 1.0,
+        });
         rows += 1;
         if (ts - t0) % 60_000 == 0 {
             for w in ["items", "work"] {
@@ -57,7 +82,11 @@ fn main() {
             }
         }
         if (ts - t0) % 3_600_000 == 0 {
-            tx.event(Some("service0"), "fault-injected", json!({"step": 0, "action": "kill", "pids": [1000]}));
+            tx.event(
+                Some("service0"),
+                "fault-injected",
+                json!({"step": 0, "action": "kill", "pids": [1000]}),
+            );
             tx.event(Some("service0"), "fault-rolled-back", json!({"step": 0}));
             rows += 2;
         }

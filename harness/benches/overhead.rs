@@ -87,7 +87,6 @@ fn pss_kb(pid: i32) -> Option<u64> {
     kb(format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }
 
-#[derive(Default)]
 struct Shim {
     rss_kb: u64,
     pss_kb: u64,

@@ -104,7 +104,9 @@ impl PidFifo {
 }
 
 struct Run {
+    /// One per measured kill (warm-up excluded) that was respawned in time.
     latencies: Vec<Duration>,
+    /// Kills, warm-up included, not respawned within RESPAWN_TIMEOUT.
     failures: usize,
     last_pid: i32,
 }

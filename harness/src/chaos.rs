@@ -8,8 +8,8 @@
 //! the point.
 
 use crate::clock::now_ms;
-use crate::config::scenario::{Action, LockMode, Step};
 use crate::config::Workload;
+use crate::config::scenario::{Action, LockMode, Step};
 use crate::config::units::signal_name;
 use crate::plan::{Plan, ServicePlan, expand_all, free_port};
 use crate::record::{Recorder, Severity};
@@ -267,7 +267,10 @@ async fn duplicate(
 /// Polls the duplicate's health probe until it answers (or 5 s pass).
 async fn wait_serving(h: &crate::config::Health) -> bool {
     for _ in 0..50 {
-        if crate::supervise::probe::check(&h.probe, h.expect_status, None, h.timeout.0).await.is_ok() {
+        if crate::supervise::probe::check(&h.probe, h.expect_status, None, h.timeout.0)
+            .await
+            .is_ok()
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -278,8 +281,17 @@ async fn wait_serving(h: &crate::config::Health) -> bool {
 /// Writes through the primary and reads through the duplicate, twice per
 /// key (the second write replaces the first), and journals how many reads
 /// were stale: a second pool or cache on the same data serves old values.
-async fn check_consistency(w: &Workload, primary: u16, duplicate: u16, step: usize, name: &str, rec: &Recorder) {
-    let (Some(write), Some(read)) = (&w.write, &w.read) else { return };
+async fn check_consistency(
+    w: &Workload,
+    primary: u16,
+    duplicate: u16,
+    step: usize,
+    name: &str,
+    rec: &Recorder,
+) {
+    let (Some(write), Some(read)) = (&w.write, &w.read) else {
+        return;
+    };
     let salt = now_ms() % 1_000_000;
     let mut checked = 0;
     let mut stale = Vec::new();
@@ -287,7 +299,10 @@ async fn check_consistency(w: &Workload, primary: u16, duplicate: u16, step: usi
         let key = format!("consistency-{salt}-{i}");
         for round in 0..2 {
             let value = format!("v{round}-{salt}");
-            if crate::workload::send(write, primary, &key, &value).await.is_err() {
+            if crate::workload::send(write, primary, &key, &value)
+                .await
+                .is_err()
+            {
                 continue;
             }
             checked += 1;
@@ -296,13 +311,20 @@ async fn check_consistency(w: &Workload, primary: u16, duplicate: u16, step: usi
             }
         }
     }
-    let sev = if stale.is_empty() { Severity::Good } else { Severity::Bad };
+    let sev = if stale.is_empty() {
+        Severity::Good
+    } else {
+        Severity::Bad
+    };
     rec.event(
         Some(name),
         "consistency",
         json!({"step": step, "checked": checked, "stale_count": stale.len(), "stale": stale}),
         sev,
-        format!("{checked} write(s) through the primary read back through the duplicate: {} stale", stale.len()),
+        format!(
+            "{checked} write(s) through the primary read back through the duplicate: {} stale",
+            stale.len()
+        ),
     );
 }
 

@@ -378,7 +378,7 @@ pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style:
         Err(e) => return Outcome::Harness(e.to_string()),
     };
     print_verdict(&outcome.report, style);
-    println!("report: {}", outcome.run_dir.join("report.json").display());
+    println!("report: {}", outcome.run_dir.join("report.html").display());
     if let Some(why) = outcome.inconclusive {
         return Outcome::Harness(format!("inconclusive: {why}"));
     }

@@ -27,7 +27,7 @@ pub struct Options {
     pub duration: Option<Duration>,
     /// Overrides the schedule's seed (`soak run --seed`).
     pub seed: Option<u64>,
-    /// Rewrite report.json and junit.xml this often while the run goes on,
+    /// Rewrite report.json, report.html and junit.xml this often while the run goes on,
     /// so a long run can be read before it ends.
     pub refresh_report: Option<Duration>,
 }
@@ -190,6 +190,9 @@ pub fn judge_and_report(run_dir: &Path) -> Result<Report, String> {
         .unwrap_or_default();
     let report = report::build(&data, sc.map(|s| s.description), assertions);
     report::write(run_dir, &report).map_err(|e| format!("cannot write the report: {e}"))?;
+    let html = report::html::render(&report, &data, &run_dir.join("logs"));
+    report::write_atomic(&run_dir.join("report.html"), html.as_bytes())
+        .map_err(|e| format!("cannot write report.html: {e}"))?;
     Ok(report)
 }
 
@@ -360,8 +363,14 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
             }
             if next_step.is_some_and(|t| t <= now) {
                 let step = &steps[next].step;
-                let consistency = sc.expect.consistent_reads.as_ref().and_then(|w| sc.config.workloads.get(w.get_ref()));
-                match chaos::inject(next, step, &sup, &plan, &rec, &opts.shim_exe, consistency).await {
+                let consistency = sc
+                    .expect
+                    .consistent_reads
+                    .as_ref()
+                    .and_then(|w| sc.config.workloads.get(w.get_ref()));
+                match chaos::inject(next, step, &sup, &plan, &rec, &opts.shim_exe, consistency)
+                    .await
+                {
                     Ok(fault) => {
                         if step.action == Action::Stop {
                             stopped_by_step.push(step.target.clone());

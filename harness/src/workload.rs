@@ -357,7 +357,7 @@ async fn drive(
             (!s.acked.is_empty()).then(|| s.acked[(n as usize * 7919) % s.acked.len()].clone())
         };
         let op = match (&t.write, &t.read, acked_sample) {
-            (Some(_), Some(_), Some(kv)) if n % 2 == 0 => Op::Read(kv),
+            (Some(_), Some(_), Some(kv)) if n.is_multiple_of(2) => Op::Read(kv),
             (Some(_), _, _) => Op::Write(format!("k{n}"), format!("v{n}-{salt}")),
             (None, _, _) => Op::Read((format!("k{n}"), String::new())),
         };

@@ -113,7 +113,7 @@ pub fn build(data: &RunData, description: Option<String>, assertions: Vec<Assert
             description,
             started_at,
             ended_at: run.as_ref().and_then(|r| r.ended_at),
-            duration_ms: (end - started_at).max(0),
+            duration_ms: end.saturating_sub(started_at).max(0),
             seed: run.as_ref().and_then(|r| r.seed),
             soak_version: run
                 .as_ref()

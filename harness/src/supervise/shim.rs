@@ -492,8 +492,14 @@ fn run() -> Result<(), String> {
         }
     }
 
-    let listening = spec.port.map(procfs::listening_inodes).unwrap_or_default();
-    let orphans: Vec<Orphan> = procfs::descendants(me)
+    let left = procfs::descendants(me);
+    // Reading the socket tables costs milliseconds on a busy host; a clean
+    // exit leaves nobody to ask about, and respawn waits on this.
+    let listening = match spec.port {
+        Some(port) if !left.is_empty() => procfs::listening_inodes(port),
+        _ => Default::default(),
+    };
+    let orphans: Vec<Orphan> = left
         .iter()
         .map(|p| Orphan {
             pid: p.pid,

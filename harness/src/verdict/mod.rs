@@ -739,18 +739,30 @@ fn duplicate_refused(j: &mut Judge, fs: &[FaultRecord], limit: Duration) {
 }
 
 fn consistent_reads(j: &mut Judge, fs: &[FaultRecord], workload: &str) {
-    let expected = format!("writes of {workload} through one instance read the same through the other");
+    let expected =
+        format!("writes of {workload} through one instance read the same through the other");
     let dups: Vec<&FaultRecord> = fs.iter().filter(|f| f.action == "duplicate").collect();
     if dups.is_empty() {
-        j.push("consistent_reads", None, Verdict::Unknown, [expected, "no duplicate".into(),
-            "consistent_reads needs a `duplicate` step".into()], None);
+        j.push(
+            "consistent_reads",
+            None,
+            Verdict::Unknown,
+            [
+                expected,
+                "no duplicate".into(),
+                "consistent_reads needs a `duplicate` step".into(),
+            ],
+            None,
+        );
         return;
     }
     for f in dups {
         let t = &f.target;
         let step = Some(f.step as u64);
-        let check = events_of(j.data, t, &["consistency"]).find(|e| e.detail["step"].as_u64() == step);
-        let refused = events_of(j.data, t, &["duplicate-ended"]).any(|e| e.detail["step"].as_u64() == step);
+        let check =
+            events_of(j.data, t, &["consistency"]).find(|e| e.detail["step"].as_u64() == step);
+        let refused =
+            events_of(j.data, t, &["duplicate-ended"]).any(|e| e.detail["step"].as_u64() == step);
         match check {
             Some(c) => {
                 let checked = c.detail["checked"].as_u64().unwrap_or(0);

@@ -88,14 +88,17 @@ pub fn excerpts(dir: &Path, service: &str, times: &[i64]) -> Result<Vec<Excerpt>
                 let i = order[next];
                 out[i].before = ring
                     .iter()
-                    .filter(|l| l.ts.is_some_and(|t| t >= times[i] - WINDOW_MS))
+                    .filter(|l| {
+                        l.ts.is_some_and(|t| t >= times[i].saturating_sub(WINDOW_MS))
+                    })
                     .cloned()
                     .collect();
                 collecting.push(i);
                 next += 1;
             }
             collecting.retain(|&i| {
-                let keep = out[i].after.len() < CONTEXT_LINES && ts <= times[i] + WINDOW_MS;
+                let keep =
+                    out[i].after.len() < CONTEXT_LINES && ts <= times[i].saturating_add(WINDOW_MS);
                 if keep {
                     out[i].after.push(line.clone());
                 }
@@ -114,7 +117,9 @@ pub fn excerpts(dir: &Path, service: &str, times: &[i64]) -> Result<Vec<Excerpt>
     for &i in &order[next..] {
         out[i].before = ring
             .iter()
-            .filter(|l| l.ts.is_some_and(|t| t >= times[i] - WINDOW_MS))
+            .filter(|l| {
+                l.ts.is_some_and(|t| t >= times[i].saturating_sub(WINDOW_MS))
+            })
             .cloned()
             .collect();
     }
@@ -197,7 +202,11 @@ mod tests {
     #[test]
     fn lines_far_from_the_incident_are_left_out() {
         let dir = tempfile::tempdir().unwrap();
-        let text = log([(T, "long ago"), (T + 100_000, "now"), (T + 200_000, "later")]);
+        let text = log([
+            (T, "long ago"),
+            (T + 100_000, "now"),
+            (T + 200_000, "later"),
+        ]);
         std::fs::write(dir.path().join("svc.log"), text).unwrap();
         let got = excerpts(dir.path(), "svc", &[T + 100_000, T + 500_000]).unwrap();
         assert_eq!(got[0].before, vec![]);
