@@ -20,9 +20,24 @@ pub struct Started {
     pub ts: i64,
 }
 
+/// A shim started ahead of need: exec'd and blocked reading its spec. A
+/// restart from a standby costs one fork+exec (the service's) instead of
+/// two, which is most of crash-to-respawn time. Dropping or closing it
+/// closes its stdin, and a shim that gets no spec exits quietly.
+pub struct Standby(ShimProcess);
+
+/// Why [`Standby::start`] did not start the service.
+pub enum StartError {
+    /// The shim itself was gone before it answered (a standby killed by
+    /// someone while it waited): worth one retry with a fresh shim.
+    ShimLost,
+    /// The shim could not start the service: the service's problem.
+    Failed(String),
+}
+
 impl ShimProcess {
-    /// Starts a shim and its service. `Err` says why the service did not start.
-    pub async fn spawn(exe: &Path, spec: &ShimSpec) -> Result<(ShimProcess, Started), String> {
+    /// Starts a shim that waits for its spec.
+    pub fn prepare(exe: &Path) -> Result<Standby, String> {
         let mut cmd = tokio::process::Command::new(exe);
         cmd.arg("__shim")
             .stdin(std::process::Stdio::piped())
@@ -37,23 +52,19 @@ impl ShimProcess {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("the shim has no pipes".into());
         };
-        let mut shim = ShimProcess {
+        Ok(Standby(ShimProcess {
             child,
             stdin: Some(stdin),
             reports: BufReader::new(stdout).lines(),
-        };
-        let spec_line = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-        shim.write_line(&spec_line).await;
-        match shim.report().await {
-            Some(ShimReport::Started { pid, ts }) => Ok((shim, Started { pid, ts })),
-            other => {
-                let error = match other {
-                    Some(ShimReport::SpawnFailed { error }) => error,
-                    _ => "the shim ended before starting the service".into(),
-                };
-                shim.close().await;
-                Err(error)
-            }
+        }))
+    }
+
+    /// Starts a shim and its service. `Err` says why the service did not start.
+    pub async fn spawn(exe: &Path, spec: &ShimSpec) -> Result<(ShimProcess, Started), String> {
+        match Self::prepare(exe)?.start(spec).await {
+            Ok(s) => Ok(s),
+            Err(StartError::ShimLost) => Err("the shim ended before starting the service".into()),
+            Err(StartError::Failed(e)) => Err(e),
         }
     }
 
@@ -86,5 +97,30 @@ impl ShimProcess {
     pub async fn close(mut self) {
         self.stdin = None;
         let _ = self.child.wait().await;
+    }
+}
+
+impl Standby {
+    /// Hands the shim its spec and waits until the service runs.
+    pub async fn start(self, spec: &ShimSpec) -> Result<(ShimProcess, Started), StartError> {
+        let mut shim = self.0;
+        let spec_line = serde_json::to_string(spec)
+            .map_err(|e| StartError::Failed(format!("cannot encode the spec: {e}")))?;
+        shim.write_line(&spec_line).await;
+        match shim.report().await {
+            Some(ShimReport::Started { pid, ts }) => Ok((shim, Started { pid, ts })),
+            other => {
+                shim.close().await;
+                Err(match other {
+                    Some(ShimReport::SpawnFailed { error }) => StartError::Failed(error),
+                    _ => StartError::ShimLost,
+                })
+            }
+        }
+    }
+
+    /// Lets the waiting shim go and reaps it.
+    pub async fn close(self) {
+        self.0.close().await;
     }
 }

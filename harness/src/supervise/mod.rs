@@ -18,6 +18,7 @@ use crate::config::{RestartPolicy, units::signal_name};
 use crate::journal::{Cause, Record};
 use crate::plan::{Plan, ServicePlan};
 use crate::record::{Recorder, Severity};
+use client::ShimProcess;
 use serde_json::json;
 use shim::{Scope, ShimCommand, ShimReport, ShimSpec};
 use std::collections::{BTreeMap, VecDeque};
@@ -101,6 +102,7 @@ impl Supervisor {
                         control: rx,
                         state: state_tx,
                         shim_exe: shim_exe.clone(),
+                        standby: None,
                     }
                     .run(),
                 );
@@ -186,6 +188,9 @@ struct ServiceLoop {
     control: mpsc::UnboundedReceiver<Control>,
     state: watch::Sender<ServiceState>,
     shim_exe: PathBuf,
+    /// The next incarnation's shim, started while this one runs so that a
+    /// crash is followed by one fork+exec, not two (see `Standby`).
+    standby: Option<client::Standby>,
 }
 
 impl ServiceLoop {
@@ -218,6 +223,7 @@ impl ServiceLoop {
 
     /// Idles after the service is down for good, until told to stop.
     async fn park(&mut self, phase: Phase) {
+        self.drop_standby().await;
         self.set_phase(phase);
         self.state.send_modify(|s| {
             s.pid = None;
@@ -234,6 +240,28 @@ impl ServiceLoop {
         self.set_phase(Phase::Stopped);
     }
 
+    /// Lets the standby shim go. Done before the service reports Stopped:
+    /// whoever waits for that may next block on the journal closing, which
+    /// waits for this task's recorder.
+    async fn drop_standby(&mut self) {
+        if let Some(s) = self.standby.take() {
+            s.close().await;
+        }
+    }
+
+    /// Starts the service from the standby shim when there is one, else
+    /// from a fresh shim; a standby that died while waiting is replaced once.
+    async fn start(&mut self, spec: &ShimSpec) -> Result<(ShimProcess, client::Started), String> {
+        if let Some(standby) = self.standby.take() {
+            match standby.start(spec).await {
+                Ok(s) => return Ok(s),
+                Err(client::StartError::Failed(e)) => return Err(e),
+                Err(client::StartError::ShimLost) => {}
+            }
+        }
+        ShimProcess::spawn(&self.shim_exe, spec).await
+    }
+
     async fn run(mut self) {
         let cfg = self.sp.config.clone();
         let mut starts: VecDeque<Instant> = VecDeque::new();
@@ -248,6 +276,7 @@ impl ServiceLoop {
             if !wait.is_zero() {
                 self.set_phase(Phase::Waiting);
                 if !self.wait(wait).await {
+                    self.drop_standby().await;
                     self.set_phase(Phase::Stopped);
                     return;
                 }
@@ -262,6 +291,7 @@ impl ServiceLoop {
             let (mut ending, stop_reply) = self.incarnation().await;
 
             if ending.cause == Cause::Stopped {
+                self.drop_standby().await;
                 self.end(&ending);
                 if let Some((reply, outcome)) = stop_reply {
                     let _ = reply.send(Some(outcome));
@@ -385,7 +415,7 @@ impl ServiceLoop {
                 pid,
                 ts: started_ts,
             },
-        ) = match client::ShimProcess::spawn(&self.shim_exe, &spec).await {
+        ) = match self.start(&spec).await {
             Ok(s) => s,
             Err(error) => {
                 self.rec.event(
@@ -417,6 +447,19 @@ impl ServiceLoop {
             s.incarnation = Some(id);
             s.pid = Some(pid);
         });
+        if self.sp.config.restart != RestartPolicy::Never {
+            match ShimProcess::prepare(&self.shim_exe) {
+                Ok(s) => self.standby = Some(s),
+                // Not fatal: the next start spawns a shim the slow way.
+                Err(e) => self.rec.event(
+                    Some(&name),
+                    "standby-failed",
+                    json!({"error": e}),
+                    Severity::Warn,
+                    format!("no standby shim, the next restart will be slower: {e}"),
+                ),
+            }
+        }
 
         let (health_tx, mut health_rx) = mpsc::channel(4);
         let health_task = match (&self.sp.probe, &self.sp.config.health) {

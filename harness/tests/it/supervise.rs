@@ -272,7 +272,7 @@ interval = "500ms"
     // Let the journal commit the ready events (it commits every 250 ms).
     std::thread::sleep(Duration::from_millis(600));
     let tree = descendants(run.pid());
-    // Two shims, gateway, its two workers, store.
+    // Two shims, their two standby shims, gateway, its two workers, store.
     assert!(tree.len() >= 6, "{tree:?}");
     run.signal(libc::SIGKILL);
     let (code, _, _) = run.finish(Duration::from_secs(5));
