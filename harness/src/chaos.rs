@@ -195,25 +195,27 @@ async fn duplicate(
     let task = tokio::spawn(async move {
         let deadline = tokio::time::sleep(hold);
         tokio::pin!(deadline);
-        if let (Some(w), Some(h)) = (&consistency, &probe) {
-            // Only a duplicate that serves can disagree with the primary.
-            let serving = tokio::select! {
-                s = wait_serving(h) => s,
-                _ = &mut deadline => false,
-            };
-            if serving {
-                check_consistency(w, primary, port, step, &name, &rec).await;
-            }
-        }
+        // Only a duplicate that serves can disagree with the primary, so the
+        // consistency check waits for it to serve; the exit is watched from
+        // the first moment all the same, because a duplicate that refuses at
+        // once never serves and its refusal must not be mistaken for a hold.
+        let mut check = consistency.zip(probe.clone());
         let ended = loop {
             tokio::select! {
+                biased;
                 r = shim.report() => match r {
                     Some(ShimReport::Exited { exit_code, signal, ts: end, .. }) => break Some((exit_code, signal, end)),
                     Some(_) => continue,
                     None => break None,
                 },
-                _ = &mut deadline => break None,
                 _ = &mut release_rx => break None,
+                _ = &mut deadline => break None,
+                serving = async { wait_serving(&check.as_ref()?.1).await.then_some(()) }, if check.is_some() => {
+                    if let (Some(()), Some((w, _))) = (serving, check.take()) {
+                        check_consistency(&w, primary, port, step, &name, &rec).await;
+                    }
+                    check = None;
+                }
             }
         };
         match ended {
