@@ -471,8 +471,16 @@ impl ServiceLoop {
                     let mut ready = false;
                     loop {
                         let t = Instant::now();
-                        let r = probe::check(&probe, h.expect_status, body.as_deref(), h.timeout.0)
-                            .await;
+                        // A stopped process is hung whatever the probe says:
+                        // the kernel completes a TCP handshake from the
+                        // listen backlog for a SIGSTOPped server.
+                        let r = match procfs::stopped(pid) {
+                            Some(state) => Err(format!("pid {pid} is stopped (state {state})")),
+                            None => {
+                                probe::check(&probe, h.expect_status, body.as_deref(), h.timeout.0)
+                                    .await
+                            }
+                        };
                         ready |= r.is_ok();
                         if health_tx.send(r).await.is_err() {
                             return;

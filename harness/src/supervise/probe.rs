@@ -1,6 +1,8 @@
 //! Health probes: http (status and body substring), tcp (connect), exec
-//! (exit 0). Each probe is bounded by its timeout, so a stopped service is a
-//! failed probe, not a stuck supervisor.
+//! (exit 0). Each probe is bounded by its timeout, so a service that does
+//! not answer is a failed probe, not a stuck supervisor. A tcp connect
+//! succeeds even against a frozen server (the kernel answers the handshake),
+//! so the supervisor also checks that the main process is not stopped.
 
 use crate::config::Probe;
 use std::time::Duration;

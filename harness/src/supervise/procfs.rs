@@ -81,6 +81,15 @@ pub fn descendants(root: i32) -> Vec<Proc> {
     out
 }
 
+/// The state letter of `pid` if it is stopped by a signal (`T`) or by a
+/// tracer (`t`); None if it runs, sleeps or is gone.
+pub fn stopped(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat)
+        .map(|p| p.state)
+        .filter(|s| matches!(s, 'T' | 't'))
+}
+
 /// Direct children of `pid`, over all its threads.
 pub fn children(pid: i32) -> Vec<i32> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {

@@ -268,15 +268,33 @@ fn healthy_within(j: &mut Judge, fs: &[FaultRecord], targets: &[String], limit: 
             .filter(|e| e.detail["cause"] != "stopped")
             .find(|e| e.ts >= f.injected_at && e.ts < f.window_end);
         let Some(u) = unhealthy else {
+            // A hang the probe cannot see is not health: if the load saw it,
+            // the green probe was blind, not right.
+            let (sent, failed) = if f.action == "hang" {
+                load_between(j.data, t, f.injected_at, f.window_end + 1000)
+            } else {
+                (0, 0)
+            };
+            let (v, obs, why) = if failed > 0 {
+                (
+                    Verdict::Fail,
+                    "probe blind to the hang".to_string(),
+                    format!(
+                        "health of {t} stayed green through the hang while {failed} of {sent} requests to {t} failed: its probe cannot see this hang"
+                    ),
+                )
+            } else {
+                (
+                    Verdict::Pass,
+                    "never unhealthy".to_string(),
+                    format!("{t} stayed healthy through the {}", f.action),
+                )
+            };
             j.push(
                 "healthy_within",
                 Some(t),
-                Verdict::Pass,
-                [
-                    expected.clone(),
-                    "never unhealthy".into(),
-                    format!("{t} stayed healthy through the {}", f.action),
-                ],
+                v,
+                [expected.clone(), obs, why],
                 Some(f.injected_at),
             );
             continue;

@@ -173,6 +173,44 @@ fn an_undetected_hang_fails_naming_green_health_and_failed_work() {
     );
 }
 
+/// A probe that never went red through a hang passes `healthy_within` only
+/// if the load did not see the hang either.
+#[test]
+fn a_hang_the_probe_cannot_see_fails_healthy_within_only_when_work_failed() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nscope = \"children\"\nfor = \"5s\"\n[expect]\nhealthy_within = \"15s\"\n",
+    );
+    let judged = |failed: u64| {
+        let mut events = vec![ev(
+            5_000,
+            "gateway",
+            "fault-injected",
+            json!({"step": 0, "action": "hang"}),
+        )];
+        for s in 6..=10 {
+            events.push(ev(
+                s * 1000,
+                "gateway",
+                "load",
+                json!({"sent": 5, "failed": failed}),
+            ));
+        }
+        judge(
+            &sc,
+            &data(vec![inc(1, "gateway", 0, None, None, 0)], events),
+        )
+        .remove(0)
+    };
+    let blind = judged(5);
+    assert_eq!(blind.verdict, Verdict::Fail);
+    assert_eq!(
+        blind.reason,
+        "health of gateway stayed green through the hang while 25 of 25 requests to gateway failed: its probe cannot see this hang"
+    );
+    let unharmed = judged(0);
+    assert_eq!(unharmed.verdict, Verdict::Pass, "{}", unharmed.reason);
+}
+
 #[test]
 fn a_detected_hang_passes() {
     let sc = scenario(
