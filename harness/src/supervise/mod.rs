@@ -588,7 +588,9 @@ impl ServiceLoop {
         if let Some(t) = health_task {
             t.abort();
         }
-        shim.close().await;
+        // The shim exits right after its exit report; reaping it is off the
+        // respawn path.
+        tokio::spawn(shim.close());
         for r in pending {
             let _ = r.send(Vec::new());
         }
