@@ -160,6 +160,33 @@ impl Control {
     }
 }
 
+/// Signals inherited as ignored go back to their default, so a service
+/// starts as systemd starts one. `nohup soak run &` ignores SIGHUP, and a
+/// script's background job SIGINT and SIGQUIT: a service inheriting that
+/// would ignore its stop signal (nginx stops on SIGQUIT). SIGPIPE stays
+/// ignored in the shim, which must see EPIPE when soak is gone, not die;
+/// the service gets the default from std. Done before the spec arrives, so
+/// off the restart path.
+fn reset_ignored_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if matches!(sig, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE) {
+            continue;
+        }
+        // SAFETY: sigaction on a zeroed, then filled, local struct. glibc
+        // refuses its internal signals (EINVAL), which are left alone.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 fn block_signals() -> io::Result<RawFd> {
     // SAFETY: plain libc signal-set manipulation on a local sigset_t.
     unsafe {
@@ -305,6 +332,7 @@ fn pump(out: &mut Output, log: &mut LogFile) {
 }
 
 fn run() -> Result<(), String> {
+    reset_ignored_signals();
     let mut control = Control {
         buf: Vec::new(),
         open: true,

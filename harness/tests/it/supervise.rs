@@ -301,3 +301,63 @@ interval = "500ms"
         "the run never ended cleanly"
     );
 }
+
+/// Started the way a script backgrounds a long run (`nohup soak run &`),
+/// soak inherits SIGHUP, SIGINT and SIGQUIT ignored. Its services must not:
+/// they start with every signal at its default and none blocked (the shim
+/// blocks some for itself), so a `stop = QUIT` service stops on SIGQUIT.
+#[test]
+fn services_start_with_default_signals_even_when_soak_inherited_ignored_ones() {
+    let sb = Sandbox::new(
+        r#"
+[services.sig]
+command = ["sh", "-c", "grep -E '^Sig(Blk|Ign)' /proc/$$/status; exec sleep 1000"]
+stop = { signal = "QUIT", grace = "10s" }
+"#,
+    );
+    let mut cmd = sb.soak(&["up", "--plain", "--config", "soak.toml", "--for", "2s"]);
+    // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            for s in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1] {
+                libc::signal(s, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let log = std::fs::read_to_string(sb.path().join("reports/latest/logs/sig.log")).unwrap();
+    let mask = |name: &str| {
+        let line = log
+            .lines()
+            .find_map(|l| l.split_once(&format!("{name}:\t")).map(|x| x.1))
+            .unwrap_or_else(|| panic!("no {name} in the log:\n{log}"));
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk"), 0, "signals blocked in the service:\n{log}");
+    for s in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGTERM,
+        libc::SIGPIPE,
+    ] {
+        assert_eq!(
+            mask("SigIgn") & (1 << (s - 1)),
+            0,
+            "signal {s} ignored in the service:\n{log}"
+        );
+    }
+    // And it did stop on the SIGQUIT it was sent, not on a SIGKILL after
+    // the grace.
+    let d = sb.journal();
+    assert_eq!(
+        d.incarnations[0].signal.as_deref(),
+        Some("QUIT"),
+        "{stdout}"
+    );
+    assert_eq!(d.incarnations[0].cause.as_deref(), Some("stopped"));
+}
