@@ -24,9 +24,13 @@
 //! `cargo bench -p soak --bench hot` (about two minutes); one group alone:
 //! `cargo bench -p soak --bench hot -- journal`.
 
+#[path = "shared/rng.rs"]
+mod rng;
+
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
+use rng::SplitMix64;
 use soak::journal::{IncarnationRow, Journal, JournalTx, Record, RunData, RunRow, SampleRow};
 use soak::verdict::trend::{self, Decision, Metric, Params};
 use soak::workload::LatencyHistogram;
@@ -40,29 +44,6 @@ const T0: i64 = 1_795_392_000_000;
 /// The sampling interval of long runs.
 const SAMPLE_MS: i64 = 5_000;
 
-/// A small deterministic generator (same as the other benches'), so every
-/// run times the same data.
-struct Lcg(u64);
-
-impl Lcg {
-    /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller): real RSS noise is not uniform, and the
-    /// detector's drop finder scales by a robust sigma.
-    fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
-
 // ---------------------------------------------------------------------------
 // trend
 
@@ -71,7 +52,7 @@ const TREND_SIZES: [(usize, &str); 3] = [(720, "1h"), (8_640, "12h"), (51_840, "
 
 /// A healthy service: 120 MB with 2 MB of Gaussian noise, no trend.
 fn flat_noise(n: usize, step_ms: i64, seed: u64) -> Vec<(i64, f64)> {
-    let mut rng = Lcg(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..n as i64)
         .map(|i| (T0 + i * step_ms, (120.0 + 2.0 * rng.normal()) * MB))
         .collect()
@@ -82,7 +63,7 @@ fn flat_noise(n: usize, step_ms: i64, seed: u64) -> Vec<(i64, f64)> {
 /// whole GC cycles, the more expensive of its two paths.
 fn leak_sawtooth(n: usize, step_ms: i64, seed: u64) -> Vec<(i64, f64)> {
     const PERIOD_MS: i64 = 10 * 60_000;
-    let mut rng = Lcg(seed);
+    let mut rng = SplitMix64::new(seed);
     (0..n as i64)
         .map(|i| {
             let ms = i * step_ms;
@@ -148,7 +129,7 @@ const CHART_POINTS: usize = 259_200;
 /// under a 5 min sawtooth, so the min/max buckets of the downsampler see
 /// spikes and dips in every bucket.
 fn chart_run() -> RunData {
-    let mut rng = Lcg(42);
+    let mut rng = SplitMix64::new(42);
     let end = T0 + CHART_POINTS as i64 * 1000;
     let mut cpu = 0.0;
     let samples = (0..CHART_POINTS as i64)
@@ -156,13 +137,13 @@ fn chart_run() -> RunData {
             let ts = T0 + i * 1000;
             let hours = (i * 1000) as f64 / HOUR_MS as f64;
             let saw = (i % 300) as f64 / 300.0 * 20.0;
-            cpu += 0.02 + 0.01 * rng.uniform();
+            cpu += 0.02 + 0.01 * rng.unit();
             SampleRow {
                 ts,
                 incarnation: 1,
-                rss_bytes: ((120.0 + 5.0 * hours + saw + 2.0 * rng.uniform()) * MB) as i64,
+                rss_bytes: ((120.0 + 5.0 * hours + saw + 2.0 * rng.unit()) * MB) as i64,
                 cpu_seconds: cpu,
-                fds: 30 + (rng.uniform() * 5.0) as i64,
+                fds: 30 + (rng.range(0.0, 5.0)) as i64,
                 threads: 12,
                 processes: 3,
             }
@@ -323,17 +304,17 @@ const PER_INTERVAL: usize = 1_200;
 
 /// Log-normal latencies around 2 ms with a 1 % slow tail, so the
 /// histogram spreads over the tens of buckets a real service fills.
-fn latencies(n: usize, rng: &mut Lcg) -> Vec<f64> {
+fn latencies(n: usize, rng: &mut SplitMix64) -> Vec<f64> {
     (0..n)
         .map(|_| {
             let ms = 2.0 * (0.6 * rng.normal()).exp();
-            if rng.uniform() < 0.01 { ms * 20.0 } else { ms }
+            if rng.unit() < 0.01 { ms * 20.0 } else { ms }
         })
         .collect()
 }
 
 fn bench_histogram(c: &mut Criterion) {
-    let mut rng = Lcg(3);
+    let mut rng = SplitMix64::new(3);
     let values = latencies(RECORDED, &mut rng);
     // As the journal hands them to the verdict: parsed JSON, one per minute.
     let journaled: Vec<serde_json::Value> = (0..INTERVALS)

@@ -9,8 +9,10 @@
 //! Values are bytes, times ms since the epoch, 1 MB = 10⁶ bytes. Seeded and
 //! dependency-free so a bench reproduces the same traces everywhere.
 
-use soak::run::SplitMix;
-use std::f64::consts::TAU;
+#[path = "../shared/rng.rs"]
+mod rng;
+
+pub use rng::SplitMix64;
 
 pub const MB: f64 = 1e6;
 pub const MINUTE_MS: i64 = 60_000;
@@ -18,30 +20,6 @@ pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 
 /// 2023-11-14T22:13:20Z, so timestamps look like the journal's.
 const EPOCH_MS: i64 = 1_700_000_000_000;
-
-/// soak's own seeded generator, with what drawing noise needs on top.
-pub struct SplitMix64(SplitMix);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(SplitMix(seed))
-    }
-
-    /// Uniform in [0, 1), from the top 53 bits.
-    pub fn unit(&mut self) -> f64 {
-        (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// Standard normal by Box–Muller; `1 - unit()` keeps the log finite.
-    pub fn normal(&mut self) -> f64 {
-        let r = (-2.0 * (1.0 - self.unit()).ln()).sqrt();
-        r * (TAU * self.unit()).cos()
-    }
-}
 
 /// What a trace does besides noise. Rates in bytes per hour, sizes in bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
