@@ -30,7 +30,7 @@ EOF
 # Read+write, so the FIFO never reports EOF between two writers.
 exec 3<>"$dir/fifo"
 strace -f --seccomp-bpf -ttt -o "$dir/trace" -e signal=none \
-    -e trace=execve,clone,clone3,wait4,write,exit_group,getdents64 \
+    -e trace=execve,clone,clone3,wait4,write,exit_group \
     "$soak" up --config "$dir/soak.toml" >"$dir/soak.log" 2>&1 &
 tracer=$!
 read -r -t 10 pid <&3
@@ -54,61 +54,51 @@ for line in open(path):
     m = re.match(r'(\d+)\s+([\d.]+)\s+(.*)', line)
     if m:
         ev.append((int(m[1]), float(m[2]) * 1e3, m[3]))
+# Shims are the processes that exec'd soak's binary as `__shim`; a standby
+# shim is exec'd long before it is needed, so it is off the respawn path.
+shims = {p for p, _, x in ev if x.startswith(f'execve("{soak}"') and '"__shim"' in x}
 phases = {k: [] for k in [
     "kill -> shim reaps the victim",
-    "reap -> 2nd tree walk (1 walk + /proc/net/tcp,tcp6)",
-    "2nd walk -> exit report written (1 more walk)",
-    "report -> soak spawns the next shim",
-    "spawn -> shim exec'd",
-    "shim exec -> shim forks the service",
+    "reap -> exit report written (settle, tree walk)",
+    "report -> soak hands the standby its spec",
+    "spec -> standby forks the service",
     "fork -> service writes its pid",
     "total: kill -> pid written",
 ]}
 names = list(phases)
+keys = ["kill", "reap", "report", "spec", "fork", "fifo"]
 for line in open(kills):
     pid, t0 = line.split()
     pid, t0 = int(pid), float(t0) * 1e3
     t = {"kill": t0}
-    first = next(i for i, e in enumerate(ev) if e[1] >= t0)
+    first = next((i for i, e in enumerate(ev) if e[1] >= t0), len(ev))
     rest = iter(ev[first:])
     shim = None
     for p, ts, x in rest:
         if x.startswith("wait4(-1") and x.endswith(f"= {pid}"):
             t["reap"], shim = ts, p
             break
-    if shim is None:
-        continue
-    dents = 0
     for p, ts, x in rest:
-        if p == shim and x.startswith("getdents64") and "0 entries" not in x:
-            dents += 1
-            if dents == 2:
-                t["scan2"] = ts
-        if p == shim and x.startswith("write(1, \"{\\\"report\\\":\\\"exited"):
+        if p == shim and x.startswith('write(1, "{\\"report\\":\\"exited'):
             t["report"] = ts
             break
-    new_shim = None
     for p, ts, x in rest:
-        # posix_spawn's vfork, not a new thread.
-        if x.startswith("clone3(") and "CLONE_VFORK" in x:
-            t.setdefault("spawn", ts)
-        if x.startswith(f'execve("{soak}"'):
-            t["exec"], new_shim = ts, p
+        if p not in shims and x.startswith("write(") and '{\\"argv\\"' in x:
+            t["spec"] = ts
             break
     victim = None
     for p, ts, x in rest:
-        if p == new_shim and x.startswith("clone("):
-            t["fork"] = ts
+        if p in shims and p != shim and x.startswith(("clone(", "clone3(")):
+            t.setdefault("fork", ts)
         # The child's pid ends the call's line, or its "resumed" line when
         # another process's line interrupted it.
-        if "fork" in t and p == new_shim and "clone" in x and re.search(r"= \d+$", x):
+        if "fork" in t and p in shims and p != shim and "clone" in x and re.search(r"= \d+$", x):
             victim = int(x.rsplit("=", 1)[1])
             break
     for p, ts, x in rest:
         if p == victim and re.match(r'write\(1, "\d+\\n"', x):
             t["fifo"] = ts
             break
-    keys = ["kill", "reap", "scan2", "report", "spawn", "exec", "fork", "fifo"]
     if all(k in t for k in keys):
         for name, a, b in zip(names, keys, keys[1:]):
             phases[name].append(t[b] - t[a])

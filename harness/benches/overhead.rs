@@ -1,11 +1,14 @@
 //! What supervising costs: soak, supervisord and PM2 each keep the same 10
-//! idle services (5 `python3 -m http.server` on loopback, which soak also
-//! probes over HTTP every second, and 5 `sleep`s) for SOAK_OVERHEAD_SECS
-//! (default 300). Every second the bench samples the daemon's RSS and CPU
+//! idle services (5 `python3 -m http.server` on loopback and 5 `sleep`s) for
+//! SOAK_OVERHEAD_SECS (default 300); soak also samples all 10 every second
+//! and probes the 5 servers over HTTP every second, as a soak would. Every
+//! second the bench samples the daemon's RSS and CPU
 //! time, and for soak also its shims' RSS and PSS (shims are the soak binary,
 //! so they share its pages: PSS is their fair share).
 //!
 //! `SOAK_OVERHEAD_SECS=30 cargo bench -p soak --bench overhead`
+//! (`SOAK_OVERHEAD_ONLY=soak` skips the competitors, whose figures do not
+//! change with soak's code.)
 
 #[path = "../../bench/support.rs"]
 mod support;
@@ -192,7 +195,8 @@ fn observe(
 
 fn soak(dir: &Path, services: &[Service], ports: &[u16]) -> Result<Daemon, String> {
     let mut config = format!(
-        "[harness]\nreports = {}\n",
+        // Sampling every second, as a soak of these services would.
+        "[harness]\nreports = {}\nsample_every = \"1s\"\n",
         toml(dir.join("reports").display().to_string())
     );
     for (i, s) in services.iter().enumerate() {
@@ -282,7 +286,14 @@ fn main() {
     ];
     let mut reports = Vec::new();
     let mut notes = Vec::new();
+    let only = std::env::var("SOAK_OVERHEAD_ONLY").ok();
     for (name, start) in competitors {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|x| x == name))
+        {
+            continue;
+        }
         let dir = root.path().join(name);
         std::fs::create_dir(&dir).expect("a directory in the temporary one");
         match observe(name, &dir, &services, &ports, run, start) {

@@ -8,6 +8,7 @@
 //! arrival of the next pid line.
 //!
 //! `cargo bench -p soak --bench respawn`
+//! (`SOAK_RESPAWN_ONLY=floor,soak` skips the others.)
 
 #[path = "../../bench/support.rs"]
 mod support;
@@ -271,12 +272,28 @@ fn main() {
         std::fs::create_dir(&d).expect("a directory in the temporary one");
         d
     };
-    let rows = [
-        floor(&dir("floor")),
-        supervised("soak", &dir("soak"), soak),
-        supervised("supervisord", &dir("supervisord"), Daemon::supervisord),
-        supervised("pm2", &dir("pm2"), Daemon::pm2),
+    type Measure<'a> = Box<dyn FnOnce() -> Row + 'a>;
+    let all: [(&str, Measure); 4] = [
+        ("floor", Box::new(|| floor(&dir("floor")))),
+        ("soak", Box::new(|| supervised("soak", &dir("soak"), soak))),
+        (
+            "supervisord",
+            Box::new(|| supervised("supervisord", &dir("supervisord"), Daemon::supervisord)),
+        ),
+        (
+            "pm2",
+            Box::new(|| supervised("pm2", &dir("pm2"), Daemon::pm2)),
+        ),
     ];
+    let only = std::env::var("SOAK_RESPAWN_ONLY").ok();
+    let rows: Vec<Row> = all
+        .into_iter()
+        .filter(|(name, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|x| x == *name))
+        })
+        .map(|(_, measure)| measure())
+        .collect();
 
     println!("\n| supervisor | n | p50 ms | p99 ms | max ms | failures |");
     println!("|---|---:|---:|---:|---:|---:|");
