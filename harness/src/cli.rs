@@ -57,6 +57,10 @@ enum Command {
         /// Seed of the fault schedule; the same seed replays the same faults.
         #[arg(long)]
         seed: Option<u64>,
+        /// Rewrite the partial report (html, json, junit) this often while
+        /// the run goes on.
+        #[arg(long, value_parser = parse_for, default_value = "5m")]
+        report_every: Duration,
     },
     /// Judge one series with the trend detector: a CSV of time,value (time in
     /// ms since the epoch, or seconds), or a journal and a service.
@@ -205,6 +209,7 @@ pub fn main() -> std::process::ExitCode {
             minutes,
             seconds,
             seed,
+            report_every,
         } => {
             let secs = hours
                 .map(|h| h * 3600.0)
@@ -220,7 +225,7 @@ pub fn main() -> std::process::ExitCode {
                     RunKnobs {
                         duration: secs.map(Duration::from_secs_f64),
                         seed,
-                        soak: true,
+                        refresh_report: Some(report_every),
                     },
                     cli.reports,
                     style,
@@ -339,12 +344,10 @@ fn list_scenarios() -> Outcome {
 pub struct RunKnobs {
     pub duration: Option<Duration>,
     pub seed: Option<u64>,
-    /// A long run: show progress and keep the report fresh.
-    pub soak: bool,
+    /// A long run (`soak run`): show progress and rewrite the report this
+    /// often. None for a chaos run, which is over in seconds.
+    pub refresh_report: Option<Duration>,
 }
-
-/// How often a soak rewrites its report while it runs.
-const REFRESH_REPORT: Duration = Duration::from_secs(300);
 
 /// Runs a scenario, prints the verdict table and the report's path.
 pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style: Style) -> Outcome {
@@ -363,13 +366,17 @@ pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style:
     );
     let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let total = knobs.duration.unwrap_or(sc.duration);
-    let printer = tokio::spawn(print_notes(notes_rx, style, knobs.soak.then_some(total)));
+    let printer = tokio::spawn(print_notes(
+        notes_rx,
+        style,
+        knobs.refresh_report.map(|_| total),
+    ));
     let options = crate::run::Options {
         shim_exe: shim,
         notes: Some(notes_tx),
         duration: knobs.duration,
         seed: knobs.seed,
-        refresh_report: knobs.soak.then_some(REFRESH_REPORT),
+        refresh_report: knobs.refresh_report,
     };
     let result = crate::run::run(&sc, options).await;
     let _ = printer.await;

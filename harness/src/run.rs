@@ -181,6 +181,101 @@ pub fn scenario_from_journal(run: &journal::RunRow) -> Option<Scenario> {
 }
 
 /// Judges a finished (or interrupted) run and writes its report files.
+/// Rewrites a long run's partial report in a child process (`soak __report
+/// RUN_DIR`). At hour 72 that means reading millions of sample rows and
+/// rendering their charts: hundreds of MB and seconds of CPU that soak's own
+/// process must neither keep (its RSS is judged flat) nor spend on the loop
+/// that times faults. One at a time, at low priority so the services under
+/// test keep the CPU, and it dies with soak even on SIGKILL.
+#[derive(Default)]
+struct Refresher {
+    child: Option<tokio::process::Child>,
+}
+
+impl Refresher {
+    async fn refresh(&mut self, exe: &Path, run_dir: &Path, rec: &Recorder) {
+        if let Some(child) = &mut self.child {
+            match child.try_wait() {
+                // Still at the previous one: a run this long can skip one.
+                Ok(None) => return,
+                Ok(Some(status)) => {
+                    let mut why = String::new();
+                    if let Some(mut err) = child.stderr.take() {
+                        use tokio::io::AsyncReadExt;
+                        let _ = err.read_to_string(&mut why).await;
+                    }
+                    if !status.success() {
+                        report_failed(
+                            rec,
+                            format!("the partial report failed ({status}): {}", why.trim()),
+                        );
+                    }
+                }
+                Err(e) => report_failed(rec, format!("the partial report: {e}")),
+            }
+        }
+        let parent = std::process::id() as i32;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("__report")
+            .arg(run_dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: prctl, setpriority and getppid are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // soak runs on one thread (a current-thread runtime), so
+                // the parent-death signal fires only when soak itself ends.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other(
+                        "soak ended before the report started",
+                    ));
+                }
+                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+                Ok(())
+            });
+        }
+        match cmd.spawn() {
+            Ok(c) => self.child = Some(c),
+            Err(e) => {
+                self.child = None;
+                report_failed(rec, format!("cannot start the partial report: {e}"));
+            }
+        }
+    }
+
+    /// Ends a refresh in progress and reaps it.
+    async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+fn report_failed(rec: &Recorder, why: String) {
+    rec.event(
+        None,
+        "report-failed",
+        json!({"error": why}),
+        Severity::Warn,
+        why,
+    );
+}
+
+/// Entry point of `soak __report RUN_DIR`, the child of [`Refresher`].
+pub fn report_child_main(run_dir: &Path) -> ! {
+    let code = match judge_and_report(run_dir) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
 pub fn judge_and_report(run_dir: &Path) -> Result<Report, String> {
     let data = journal::read(&run_dir.join("journal.sqlite")).map_err(|e| e.to_string())?;
     let sc = data.run.as_ref().and_then(scenario_from_journal);
@@ -311,6 +406,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         ));
         let end = t0 + duration;
         let mut next_refresh = opts.refresh_report.map(|r| Instant::now() + r);
+        let mut refresher = Refresher::default();
         let mut next = 0usize;
         let mut active: Vec<(Option<Instant>, Fault)> = Vec::new();
         loop {
@@ -350,15 +446,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                 && now >= at
             {
                 rec.journal.flush();
-                if let Err(e) = judge_and_report(&run_dir) {
-                    rec.event(
-                        None,
-                        "report-failed",
-                        json!({"error": e}),
-                        Severity::Warn,
-                        e,
-                    );
-                }
+                refresher.refresh(&opts.shim_exe, &run_dir, &rec).await;
                 next_refresh = Some(now + every);
             }
             if next_step.is_some_and(|t| t <= now) {
@@ -399,6 +487,8 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         for (_, fault) in active.drain(..) {
             fault.roll_back(&rec).await;
         }
+        // A partial report finishing after the final one would replace it.
+        refresher.stop().await;
     }
     if let Some(load) = &mut load {
         load.stop().await;

@@ -117,22 +117,40 @@ fn a_soak_killed_with_sigkill_leaves_a_journal_a_report_can_be_built_from() {
         config.display()
     );
     std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
+    // A partial report every second: one is likely being built (by a child
+    // process of soak) when the SIGKILL lands, and must die with soak too.
     let child = sb
-        .soak(&["run", "soak-test.toml", "--plain", "--reports", "reports"])
+        .soak(&[
+            "run",
+            "soak-test.toml",
+            "--plain",
+            "--reports",
+            "reports",
+            "--report-every",
+            "1s",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let run = Running { child: Some(child) };
     let journal = sb.path().join("reports/latest/journal.sqlite");
+    let partial = sb.path().join("reports/latest/report.json");
     let start = std::time::Instant::now();
-    while soak::journal::read(&journal).map_or(true, |d| d.samples.len() < 5) {
+    while soak::journal::read(&journal).map_or(true, |d| d.samples.len() < 5) || !partial.exists() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "no samples after 30 s"
+            "no samples or no partial report after 30 s"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&partial).unwrap()).unwrap();
+    assert_eq!(
+        report["run"]["ended_at"],
+        serde_json::Value::Null,
+        "a partial report"
+    );
     let tree = descendants(run.pid());
     run.signal(libc::SIGKILL);
     drop(run);
