@@ -366,10 +366,18 @@ fn run() -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    // No pre_exec: without one std spawns with posix_spawn (vfork-style,
-    // much cheaper than fork on every restart), and either way std resets
-    // the child's signal mask, which the shim blocked for its signalfd. A
-    // test checks that the service starts with nothing blocked.
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            // The shim blocks signals for its signalfd; a blocked mask is
+            // inherited across exec, and a service that cannot receive
+            // SIGTERM cannot stop gracefully.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
