@@ -1,6 +1,9 @@
 //! Journal growth of a 72 h soak: 5 services sampled every 5 s, two
 //! workloads journaling per-minute load with histograms, a fault an hour.
-//! Writes a real journal through the real writer and prints its size.
+//! Writes a real journal through the real writer and prints its size; then
+//! rebuilds the run's report from it with the real binary (`soak __report`,
+//! what a long run does every few minutes and at its end) and prints that
+//! child's wall time and peak RSS: what an operator's VPS must spare.
 //!
 //! `cargo bench -p soak --bench journal_growth`
 
@@ -12,6 +15,18 @@ use std::time::Instant;
 const HOURS: i64 = 72;
 const SERVICES: i64 = 5;
 const SAMPLE_MS: i64 = 5_000;
+/// The soak expectations that read every sample: the trend verdicts.
+const SCENARIO: &str = r#"config = "soak.toml"
+duration = "72h"
+[expect]
+rss_slope_max = "10MB/h"
+rss_growth_max = "50%/24h"
+fds_slope_max = "10/h"
+threads_slope_max = "10/h"
+restart_budget = { max = 3, window = "5m" }
+wal_max = "64MB"
+log_rate_max = "10MB/h"
+"#;
 
 fn main() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -26,9 +41,11 @@ fn main() {
         started_at: t0,
         seed: Some(42),
         config_path: "soak.toml".into(),
-        config: "x".repeat(2_000),
-        scenario_path: None,
-        scenario_toml: Some("x".repeat(1_000)),
+        config: (0..SERVICES)
+            .map(|s| format!("[services.service{s}]\ncommand = [\"true\"]\n"))
+            .collect(),
+        scenario_path: Some("soak-bench.toml".into()),
+        scenario_toml: Some(SCENARIO.into()),
     });
     for s in 0..SERVICES {
         tx.send(Record::Started {
@@ -102,5 +119,33 @@ fn main() {
         SAMPLE_MS / 1000,
         size as f64 / 1_048_576.0,
         started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_soak"))
+        .arg("__report")
+        .arg(dir.path())
+        .status()
+        .expect("running soak __report");
+    let wall = started.elapsed();
+    // SAFETY: getrusage fills the struct it is given.
+    let peak_kb = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru.ru_maxrss
+    };
+    assert!(status.success(), "soak __report failed: {status}");
+    let html = std::fs::metadata(dir.path().join("report.html")).map_or(0, |m| m.len());
+    let judged = std::fs::read_to_string(dir.path().join("report.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|r| r["assertions"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    println!(
+        "\nreport rebuilt from it (soak __report, {judged} assertions judged): {:.1} s, \
+         peak RSS {:.0} MiB, report.html {:.2} MB",
+        wall.as_secs_f64(),
+        peak_kb as f64 / 1024.0,
+        html as f64 / 1_048_576.0
     );
 }
