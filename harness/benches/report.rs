@@ -8,6 +8,12 @@
 //!
 //! `cargo bench -p soak --bench report`
 
+// This bench draws no normal noise, which the shared generator also offers.
+#[allow(dead_code)]
+#[path = "shared/rng.rs"]
+mod rng;
+
+use rng::SplitMix64;
 use serde_json::json;
 use soak::journal::{EventRow, IncarnationRow, RunData, RunRow, SampleRow};
 use soak::report::html::render;
@@ -26,22 +32,9 @@ const MAX_BYTES: usize = 5 * 1024 * 1024;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A small deterministic generator, so every run draws the same traces.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn journal() -> RunData {
     let end = T0 + HOURS * HOUR;
-    let mut rng = Lcg(42);
+    let mut rng = SplitMix64::new(42);
     let mut data = RunData {
         run: Some(RunRow {
             id: "20261123-000000-soak".into(),
@@ -99,13 +92,13 @@ fn journal() -> RunData {
                 // Service 0 leaks 50 MB/h; every service has a GC sawtooth.
                 let leak = if s == 0 { 50.0 * hours } else { 0.0 };
                 let saw = ((ts / 1000) % 300) as f64 / 300.0 * 20.0;
-                cpu += 0.02 + 0.01 * rng.next();
+                cpu += 0.02 + 0.01 * rng.unit();
                 data.samples.push(SampleRow {
                     ts,
                     incarnation: id,
-                    rss_bytes: ((120.0 + leak + saw + rng.next() * 4.0) * MB) as i64,
+                    rss_bytes: ((120.0 + leak + saw + rng.range(0.0, 4.0)) * MB) as i64,
                     cpu_seconds: cpu,
-                    fds: 30 + (rng.next() * 5.0) as i64,
+                    fds: 30 + (rng.range(0.0, 5.0)) as i64,
                     threads: 12,
                     processes: 3,
                 });
@@ -131,14 +124,14 @@ fn journal() -> RunData {
     }
     for (svc, workload) in [("svc0", "items"), ("svc1", "reads")] {
         for ts in (T0..end).step_by(1000) {
-            let failed = u64::from(rng.next() < 0.01);
+            let failed = u64::from(rng.unit() < 0.01);
             data.events.push(EventRow {
                 id: 0,
                 ts,
                 service: Some(svc.into()),
                 kind: "load".into(),
                 detail: json!({"workload": workload, "sent": 20, "ok": 20 - failed, "failed": failed,
-                    "p50_ms": 2.0 + rng.next(), "p99_ms": 8.0 + 20.0 * rng.next(), "max_ms": 40.0}),
+                    "p50_ms": 2.0 + rng.unit(), "p99_ms": 8.0 + 20.0 * rng.unit(), "max_ms": 40.0}),
             });
         }
     }
