@@ -371,7 +371,8 @@ fn run() -> Result<(), String> {
         std::os::unix::process::CommandExt::pre_exec(&mut command, || {
             // The shim blocks signals for its signalfd; a blocked mask is
             // inherited across exec, and a service that cannot receive
-            // SIGTERM cannot stop gracefully.
+            // SIGTERM cannot stop gracefully. std's posix_spawn path (taken
+            // when there is no pre_exec) keeps the mask: this is needed.
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
