@@ -220,6 +220,12 @@ pub fn main() -> std::process::ExitCode {
                     eprintln!("error: the duration must be above zero and under a year");
                     Outcome::Usage
                 }
+                // Each rewrite reads the whole journal: a loop of them would
+                // only burn the CPU the services under test need.
+                _ if report_every < Duration::from_secs(1) => {
+                    eprintln!("error: --report-every must be at least 1s");
+                    Outcome::Usage
+                }
                 _ => with_runtime(chaos(
                     &scenario,
                     RunKnobs {

@@ -67,3 +67,23 @@ fn the_bundled_fixture_config_validates() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// `soak run` flags out of range are usage errors (exit 2) that say the
+/// limit, before anything starts.
+#[test]
+fn soak_run_rejects_a_zero_duration_and_a_report_loop() {
+    let sb = Sandbox::new("");
+    for (args, says) in [
+        (&["--seconds", "0"][..], "above zero"),
+        (&["--report-every", "0s"][..], "at least 1s"),
+        (&["--report-every", "soon"][..], "soon"),
+    ] {
+        let mut all = vec!["run", "nowhere.toml"];
+        all.extend_from_slice(args);
+        let out = sb.soak(&all).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!sb.path().join("reports").exists(), "nothing may start");
+}
