@@ -103,8 +103,16 @@ impl LatencyHistogram {
         json!({"max_ms": self.max_ms, "buckets": buckets})
     }
 
-    /// Adds a histogram journaled by [`Self::to_json`]; ignores malformed input.
+    /// Adds a histogram journaled by [`Self::to_json`], as a JSON value or
+    /// as its text (the journal reader keeps it as text); ignores malformed
+    /// input.
     pub fn merge_json(&mut self, v: &serde_json::Value) {
+        if let Some(text) = v.as_str() {
+            if let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text) {
+                self.merge_json(&parsed);
+            }
+            return;
+        }
         for pair in v["buckets"].as_array().into_iter().flatten() {
             if let (Some(b), Some(c)) = (pair[0].as_u64(), pair[1].as_u64()) {
                 *self.counts.entry(b.min(1000) as u32).or_default() += c;
