@@ -13,6 +13,8 @@ rss_slope_max = "1000MB/h"
 fds_slope_max = "200/h"
 threads_slope_max = "200/h"
 restart_budget = { max = 2, window = "1m" }
+availability_min = "97%"
+latency_p99_max = "1s"
 "#;
 
 /// Runs `soak run` of the gateway under load with `bugs` on; returns the
@@ -74,9 +76,32 @@ fn a_gateway_with_a_sawtooth_and_a_warmup_step_but_no_leak_passes() {
         "fds_slope_max",
         "threads_slope_max",
         "restart_budget",
+        "availability_min",
+        "latency_p99_max",
     ] {
         assert_eq!(assertion(&report, name)["verdict"], "pass", "{name}: {out}");
     }
+}
+
+/// Every 10th request answered 500 and every request held 1.5 s: the load
+/// sees both, measured from the intended send time.
+#[test]
+fn a_slow_and_failing_gateway_fails_latency_p99_and_availability() {
+    let (code, report, out) = soak_run("slow-ms=1500,fail-every=10");
+    assert_eq!(code, Some(1), "{out}");
+    let a = assertion(&report, "availability_min");
+    assert_eq!(a["verdict"], "fail", "{a:#}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("requests of work succeeded"),
+        "{a:#}"
+    );
+    let l = assertion(&report, "latency_p99_max");
+    assert_eq!(l["verdict"], "fail", "{l:#}");
+    assert!(l["reason"].as_str().unwrap().contains("p99"), "{l:#}");
+    assert_eq!(assertion(&report, "rss_slope_max")["verdict"], "pass");
 }
 
 #[test]
