@@ -20,17 +20,29 @@ latency_p99_max = "1s"
 /// Runs `soak run` of the gateway under load with `bugs` on; returns the
 /// exit code and report.json.
 fn soak_run(bugs: &str) -> (Option<i32>, serde_json::Value, String) {
-    fixture_bin("gateway");
+    soak_run_of("gateway", "work", EXPECT, bugs)
+}
+
+/// Runs a 40 s `soak run` of one fixture service under one workload, with
+/// `expect` and the service's `bugs` on.
+fn soak_run_of(
+    service: &str,
+    workload: &str,
+    expect: &str,
+    bugs: &str,
+) -> (Option<i32>, serde_json::Value, String) {
+    fixture_bin(service);
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/soak.toml");
     let sb = Sandbox::new("");
     let scenario = format!(
-        "config = \"{}\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"40s\"\n{EXPECT}",
+        "config = \"{}\"\nservices = [\"{service}\"]\nworkloads = [\"{workload}\"]\nduration = \"40s\"\n{expect}",
         config.display()
     );
     std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
+    let bugs_var = format!("{}_BUGS", service.to_uppercase());
     let child = sb
         .soak(&["run", "soak-test.toml", "--plain", "--reports", "reports"])
-        .env("GATEWAY_BUGS", bugs)
+        .env(bugs_var, bugs)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -102,6 +114,26 @@ fn a_slow_and_failing_gateway_fails_latency_p99_and_availability() {
     assert_eq!(l["verdict"], "fail", "{l:#}");
     assert!(l["reason"].as_str().unwrap().contains("p99"), "{l:#}");
     assert_eq!(assertion(&report, "rss_slope_max")["verdict"], "pass");
+}
+
+/// A store that never checkpoints grows its WAL with every write (about
+/// 3 MB in 40 s of this load); the same store checkpointing every 100
+/// pages keeps it under 1 MB.
+#[test]
+fn a_store_that_never_checkpoints_fails_wal_max_and_one_that_does_passes() {
+    let expect = "[expect]\nwal_max = \"1500KB\"\nintegrity = true\nwrites_survive = \"items\"\n";
+    let (code, report, out) = soak_run_of("store", "items", expect, "no-checkpoint");
+    assert_eq!(code, Some(1), "{out}");
+    let a = assertion(&report, "wal_max");
+    assert_eq!(a["verdict"], "fail", "{a:#}");
+    assert!(
+        a["reason"].as_str().unwrap().contains("WAL peaked at"),
+        "{a:#}"
+    );
+    assert_eq!(assertion(&report, "writes_survive")["verdict"], "pass");
+    let (code, report, out) = soak_run_of("store", "items", expect, "");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(assertion(&report, "wal_max")["verdict"], "pass", "{out}");
 }
 
 #[test]
