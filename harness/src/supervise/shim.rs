@@ -248,12 +248,37 @@ fn reap(main: i32) -> Option<(Option<i32>, Option<i32>)> {
             return main_status;
         }
         if pid == main {
-            main_status = Some(if libc::WIFEXITED(status) {
-                (Some(libc::WEXITSTATUS(status)), None)
-            } else {
-                (None, Some(libc::WTERMSIG(status)))
-            });
+            main_status = Some(decode(status));
         }
+    }
+}
+
+fn decode(status: i32) -> (Option<i32>, Option<i32>) {
+    if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else {
+        (None, Some(libc::WTERMSIG(status)))
+    }
+}
+
+/// Waits, for a bounded time, until `main` can be reaped. The leader of a
+/// multi-threaded process (redis, any JVM or Node) shows as a zombie as
+/// soon as its own thread exits, but cannot be reaped until every other
+/// thread has: the tree walk skips zombies, so without this wait its exit
+/// status was lost now and then. None if it was reaped already.
+fn reap_main_patiently(main: i32) -> Option<(Option<i32>, Option<i32>)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG on our own child.
+        let pid = unsafe { libc::waitpid(main, &mut status, libc::WNOHANG) };
+        if pid == main {
+            return Some(decode(status));
+        }
+        if pid < 0 || Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -297,8 +322,17 @@ fn signal_scope(me: i32, main: i32, main_alive: bool, sig: i32, scope: Scope) ->
     }
 }
 
-/// SIGKILLs the tree until nothing is left, reaping as it goes.
-fn kill_tree(me: i32, main: i32) -> Option<(Option<i32>, Option<i32>)> {
+/// SIGKILLs the tree until nothing is left, reaping as it goes. The status
+/// is the main process's, if this reaped it; `main_reaped` says the caller
+/// already has (then its pid may belong to someone else by now).
+fn kill_tree(me: i32, main: i32, main_reaped: bool) -> Option<(Option<i32>, Option<i32>)> {
+    if !main_reaped {
+        // The main process by its pid as well: once its first thread has
+        // exited it shows as a zombie, which the tree walk skips, while its
+        // other threads may still run.
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(main, libc::SIGKILL) };
+    }
     let mut main_status = None;
     for _ in 0..200 {
         let pids = tree(me);
@@ -309,7 +343,11 @@ fn kill_tree(me: i32, main: i32) -> Option<(Option<i32>, Option<i32>)> {
         std::thread::sleep(Duration::from_millis(5));
         main_status = main_status.or(reap(main));
     }
-    main_status.or(reap(main))
+    main_status = main_status.or_else(|| reap(main));
+    if main_reaped {
+        return None;
+    }
+    main_status.or_else(|| reap_main_patiently(main))
 }
 
 struct Output {
@@ -442,7 +480,7 @@ fn run() -> Result<(), String> {
             && main_status.is_none()
         {
             killed_after_grace = true;
-            main_status = kill_tree(me, main);
+            main_status = kill_tree(me, main, false);
             exited_at.get_or_insert((now_ms(), Instant::now()));
             continue;
         }
@@ -504,7 +542,8 @@ fn run() -> Result<(), String> {
                         stop_deadline = Some(Instant::now() + Duration::from_millis(grace_ms));
                     }
                     ShimCommand::Kill => {
-                        main_status = main_status.or(kill_tree(me, main));
+                        let reaped = main_status.is_some();
+                        main_status = main_status.or(kill_tree(me, main, reaped));
                         exited_at.get_or_insert((now_ms(), Instant::now()));
                     }
                 }
@@ -512,7 +551,7 @@ fn run() -> Result<(), String> {
         }
         if !control.open {
             // soak is gone or told us to go: nothing may outlive it.
-            kill_tree(me, main);
+            kill_tree(me, main, main_status.is_some());
             return Ok(());
         }
         for (i, o) in outputs.iter_mut().enumerate() {
@@ -539,7 +578,7 @@ fn run() -> Result<(), String> {
                 .any(|i| listening.contains(i)),
         })
         .collect();
-    main_status = main_status.or(kill_tree(me, main));
+    main_status = main_status.or(kill_tree(me, main, main_status.is_some()));
     // The tree is gone, so the pipes' write ends are closed: drain to EOF.
     let drain_until = Instant::now() + Duration::from_secs(1);
     while outputs.iter().any(|o| o.fd.is_some()) && Instant::now() < drain_until {

@@ -368,3 +368,41 @@ stop = { signal = "QUIT", grace = "10s" }
     assert_eq!(sleeper.signal.as_deref(), Some("QUIT"), "{stdout}");
     assert_eq!(sleeper.cause.as_deref(), Some("stopped"));
 }
+
+/// A service whose main thread has exited while another thread still runs
+/// (pthread_exit in main): its leader is a zombie, which a walk of the
+/// process tree skips, yet the process lives. Found hung, it must still be
+/// killed, its exit status recorded, and nothing of it left after soak.
+#[test]
+fn a_service_whose_main_thread_exited_is_still_killed_when_hung() {
+    let sb = Sandbox::new(
+        r#"
+[services.ghost]
+command = ["python3", "-c", "import ctypes, threading, time; threading.Thread(target=time.sleep, args=(1000,)).start(); ctypes.CDLL(None).pthread_exit(None)"]
+restart = "never"
+
+[services.ghost.health]
+exec = ["false"]
+interval = "200ms"
+timeout = "1s"
+failures = 2
+start_grace = "2s"
+"#,
+    );
+    let run = sb.up(&["--for", "8s"]);
+    let d = sb.wait_for("the service to start", Duration::from_secs(10), |d| {
+        !d.incarnations.is_empty()
+    });
+    let pid = d.incarnations[0].pid.unwrap();
+    let (code, out, err) = run.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        wait_dead(&[pid], Duration::from_secs(2)),
+        Vec::<i32>::new(),
+        "the service outlived soak:\n{out}"
+    );
+    let d = sb.journal();
+    let inc = &d.incarnations[0];
+    assert_eq!(inc.cause.as_deref(), Some("hung"), "{inc:?}\n{out}");
+    assert_eq!(inc.signal.as_deref(), Some("KILL"), "{inc:?}\n{out}");
+}
