@@ -122,18 +122,31 @@ fn main() {
     );
 
     let started = Instant::now();
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_soak"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_soak"))
         .arg("__report")
         .arg(dir.path())
-        .status()
+        .spawn()
         .expect("running soak __report");
-    let wall = started.elapsed();
-    // SAFETY: getrusage fills the struct it is given.
-    let peak_kb = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
-        ru.ru_maxrss
+    // The child's own high-water mark, read from /proc while it runs (it
+    // only rises). getrusage would not do: at exec the kernel keeps the
+    // high-water mark of the memory the child replaced, which is this
+    // bench's.
+    let hwm = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Some(kb) = std::fs::read_to_string(&hwm).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        }) {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait().expect("waiting for soak __report") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     };
+    let wall = started.elapsed();
     assert!(status.success(), "soak __report failed: {status}");
     let html = std::fs::metadata(dir.path().join("report.html")).map_or(0, |m| m.len());
     let judged = std::fs::read_to_string(dir.path().join("report.json"))
