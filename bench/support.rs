@@ -24,6 +24,12 @@ pub struct Service {
     pub argv: Vec<String>,
 }
 
+/// Whether `name` is to be measured: every competitor unless the
+/// environment variable `var` lists some (`soak,pm2`).
+pub fn selected(var: &str, name: &str) -> bool {
+    std::env::var(var).map_or(true, |o| o.split(',').any(|x| x == name))
+}
+
 /// A value as TOML, quoted and escaped, for writing soak configs.
 pub fn toml(v: impl Into<toml::Value>) -> String {
     v.into().to_string()

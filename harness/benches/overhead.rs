@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{Daemon, Service, gone_within, toml};
+use support::{Daemon, Service, gone_within, selected, toml};
 
 const WEB: usize = 5;
 const IDLE: usize = 5;
@@ -286,12 +286,8 @@ fn main() {
     ];
     let mut reports = Vec::new();
     let mut notes = Vec::new();
-    let only = std::env::var("SOAK_OVERHEAD_ONLY").ok();
     for (name, start) in competitors {
-        if only
-            .as_deref()
-            .is_some_and(|o| !o.split(',').any(|x| x == name))
-        {
+        if !selected("SOAK_OVERHEAD_ONLY", name) {
             continue;
         }
         let dir = root.path().join(name);

@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use support::{Daemon, Service, gone_within, toml};
+use support::{Daemon, Service, gone_within, selected, toml};
 
 const WARMUP: usize = 10;
 const KILLS: usize = 200;
@@ -285,13 +285,9 @@ fn main() {
             Box::new(|| supervised("pm2", &dir("pm2"), Daemon::pm2)),
         ),
     ];
-    let only = std::env::var("SOAK_RESPAWN_ONLY").ok();
     let rows: Vec<Row> = all
         .into_iter()
-        .filter(|(name, _)| {
-            only.as_deref()
-                .is_none_or(|o| o.split(',').any(|x| x == *name))
-        })
+        .filter(|(name, _)| selected("SOAK_RESPAWN_ONLY", name))
         .map(|(_, measure)| measure())
         .collect();
 

@@ -211,10 +211,10 @@ async fn duplicate(
                 _ = &mut release_rx => break None,
                 _ = &mut deadline => break None,
                 serving = async { wait_serving(&check.as_ref()?.1).await.then_some(()) }, if check.is_some() => {
+                    // Taken either way: the check runs once, or not at all.
                     if let (Some(()), Some((w, _))) = (serving, check.take()) {
                         check_consistency(&w, primary, port, step, &name, &rec).await;
                     }
-                    check = None;
                 }
             }
         };

@@ -478,27 +478,6 @@ pub struct EventRow {
     pub detail: serde_json::Value,
 }
 
-/// Rows in `table`, so a read can size its vector once: at hour 72 a
-/// vector grown by doubling holds up to twice the rows it needs, and three
-/// times as much for a moment while it moves.
-fn count(conn: &Connection, table: &str) -> rusqlite::Result<usize> {
-    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map(|n| usize::try_from(n).unwrap_or(0))
-}
-
-fn collect_sized<T>(
-    n: usize,
-    rows: impl Iterator<Item = rusqlite::Result<T>>,
-) -> rusqlite::Result<Vec<T>> {
-    let mut out = Vec::with_capacity(n);
-    for r in rows {
-        out.push(r?);
-    }
-    Ok(out)
-}
-
 /// Keeps a load event's latency histogram as its JSON text. Parsed, each
 /// bucket is a little tree of heap values, some 20 times the text: reading
 /// 72 h of per-minute load took 73 of 123 MB that way. Only the p99
@@ -567,9 +546,8 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
     let mut stmt = conn
         .prepare("SELECT id, ts, service, kind, detail FROM events ORDER BY ts, id")
         .map_err(wrap)?;
-    let events = collect_sized(
-        count(&conn, "events").map_err(wrap)?,
-        stmt.query_map([], |r| {
+    let events = stmt
+        .query_map([], |r| {
             let detail: String = r.get(4)?;
             let kind: String = r.get(3)?;
             let mut detail =
@@ -585,15 +563,14 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 detail,
             })
         })
-        .map_err(wrap)?,
-    )
-    .map_err(wrap)?;
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
     let mut stmt = conn
         .prepare("SELECT ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes FROM samples ORDER BY ts")
         .map_err(wrap)?;
-    let samples = collect_sized(
-        count(&conn, "samples").map_err(wrap)?,
-        stmt.query_map([], |r| {
+    let samples = stmt
+        .query_map([], |r| {
             Ok(SampleRow {
                 ts: r.get(0)?,
                 incarnation: r.get(1)?,
@@ -604,17 +581,16 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 processes: r.get::<_, Option<i64>>(6)?.unwrap_or(0),
             })
         })
-        .map_err(wrap)?,
-    )
-    .map_err(wrap)?;
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
     let mut stmt = conn
         .prepare(
             "SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts",
         )
         .map_err(wrap)?;
-    let service_samples = collect_sized(
-        count(&conn, "service_samples").map_err(wrap)?,
-        stmt.query_map([], |r| {
+    let service_samples = stmt
+        .query_map([], |r| {
             Ok(ServiceSampleRow {
                 ts: r.get(0)?,
                 service: r.get(1)?,
@@ -623,15 +599,14 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 log_bytes: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
             })
         })
-        .map_err(wrap)?,
-    )
-    .map_err(wrap)?;
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
     let mut stmt = conn
         .prepare("SELECT ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds FROM host_samples ORDER BY ts")
         .map_err(wrap)?;
-    let host_samples = collect_sized(
-        count(&conn, "host_samples").map_err(wrap)?,
-        stmt.query_map([], |r| {
+    let host_samples = stmt
+        .query_map([], |r| {
             Ok(HostSampleRow {
                 ts: r.get(0)?,
                 mem_available_bytes: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
@@ -640,9 +615,9 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 soak_cpu_seconds: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
             })
         })
-        .map_err(wrap)?,
-    )
-    .map_err(wrap)?;
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
     Ok(RunData {
         run,
         incarnations,

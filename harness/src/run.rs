@@ -180,7 +180,6 @@ pub fn scenario_from_journal(run: &journal::RunRow) -> Option<Scenario> {
     .ok()
 }
 
-/// Judges a finished (or interrupted) run and writes its report files.
 /// Rewrites a long run's partial report in a child process (`soak __report
 /// RUN_DIR`). At hour 72 that means reading millions of sample rows and
 /// rendering their charts: hundreds of MB and seconds of CPU that soak's own
@@ -276,6 +275,7 @@ pub fn report_child_main(run_dir: &Path) -> ! {
     std::process::exit(code)
 }
 
+/// Judges a finished (or interrupted) run and writes its report files.
 pub fn judge_and_report(run_dir: &Path) -> Result<Report, String> {
     let data = journal::read(&run_dir.join("journal.sqlite")).map_err(|e| e.to_string())?;
     let sc = data.run.as_ref().and_then(scenario_from_journal);
