@@ -8,25 +8,21 @@
 //! Chromium is required: without it every test fails and says how to
 //! install it (CI installs it), rather than passing without having looked.
 
+mod support;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::Bundled;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Scenarios last seconds; anything past this is a hang in soak.
 const SOAK_TIMEOUT: Duration = Duration::from_secs(180);
 /// A cold Chromium start on a busy CI machine takes a few seconds.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
 
 /// Runs `cmd` in a process group of its own with stdout and stderr into
 /// files, killing the whole group if it overruns `limit` (Chromium forks
@@ -69,26 +65,13 @@ fn run_bounded(
     }
 }
 
-fn build_fixtures() -> Result<(), Failed> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "fixtures", "--bins"])
-        .current_dir(repo())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("building the fixtures failed".into())
-    }
-}
-
 /// A real chaos run of kill-gateway with `bugs`; returns its run directory.
 fn chaos(work: &Path, bugs: &str) -> Result<PathBuf, Failed> {
-    build_fixtures()?;
+    let bundled = Bundled::new()?;
     let reports = work.join("reports");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_soak"));
+    let mut cmd = Command::new(support::soak_bin());
     cmd.arg("chaos")
-        .arg(repo().join("scenarios/kill-gateway.toml"))
+        .arg(bundled.scenario("kill-gateway"))
         .args(["--plain", "--reports"])
         .arg(&reports)
         .env_remove("STORE_BUGS")

@@ -3,18 +3,13 @@
 //! `fixtures/bug-matrix.toml` is a test too: with its bug on, soak must exit
 //! 1 and the named assertion must fail for the named reason.
 
+mod support;
+
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::{Bundled, repo};
 
 #[derive(serde::Deserialize)]
 struct Matrix {
@@ -29,30 +24,18 @@ struct Case {
     reason: String,
 }
 
-fn build_fixtures() -> Result<(), Failed> {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "-p", "fixtures", "--bins"])
-        .current_dir(repo())
-        .status()
-        .map_err(|e| format!("cargo build: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err("building the fixtures failed".into())
-    }
-}
-
-/// Runs `soak chaos` on `scenario` with `env`, in a reports dir of its own;
-/// returns the exit code, the output, and report.json.
+/// Runs `soak chaos` on the scenario `name` (its copy, running this
+/// build's fixtures) with `env`, in a reports dir of its own; returns the
+/// exit code, the output, and report.json.
 fn chaos(
-    scenario: &Path,
+    name: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<(i32, String, serde_json::Value), Failed> {
-    build_fixtures()?;
+    let bundled = Bundled::new()?;
     let reports = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_soak"))
+    let mut child = Command::new(support::soak_bin())
         .arg("chaos")
-        .arg(scenario)
+        .arg(bundled.scenario(name))
         .args(["--plain", "--reports"])
         .arg(reports.path())
         // Only the case's bugs: none inherited from the developer's shell.
@@ -86,7 +69,7 @@ fn chaos(
     Ok((out.status.code().unwrap_or(-1), text, report))
 }
 
-fn bug_off(scenario: PathBuf) -> Result<(), Failed> {
+fn bug_off(scenario: String) -> Result<(), Failed> {
     let (code, text, report) = chaos(&scenario, &BTreeMap::new())?;
     if code != 0 {
         return Err(format!("expected exit 0 with every bug off, got {code}\n{text}").into());
@@ -99,10 +82,7 @@ fn bug_off(scenario: PathBuf) -> Result<(), Failed> {
 }
 
 fn bug_on(case: Case) -> Result<(), Failed> {
-    let scenario = repo()
-        .join("scenarios")
-        .join(format!("{}.toml", case.scenario));
-    let (code, text, report) = chaos(&scenario, &case.env)?;
+    let (code, text, report) = chaos(&case.scenario, &case.env)?;
     if code != 1 {
         return Err(format!("expected exit 1 with {:?}, got {code}\n{text}", case.env).into());
     }
@@ -126,20 +106,14 @@ fn bug_on(case: Case) -> Result<(), Failed> {
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("scenarios"))
-        .expect("scenarios/")
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    for path in files {
+    for path in support::scenario_files().expect("scenarios/") {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         // Long soaks are run by `soak run`; their CI variant is in tests/it.
         if name == "soak" {
             continue;
         }
         trials.push(Trial::test(format!("{name}::bug_off"), move || {
-            bug_off(path)
+            bug_off(name)
         }));
     }
     let matrix: Matrix = toml::from_str(

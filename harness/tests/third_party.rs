@@ -11,6 +11,7 @@
 
 #[path = "it/common.rs"]
 mod common;
+mod support;
 
 use common::{Sandbox, soak_bin};
 use serde_json::Value;

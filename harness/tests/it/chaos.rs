@@ -2,19 +2,12 @@
 //! files of a real run.
 
 use crate::common::*;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn fixtures_config() -> PathBuf {
-    // Builds the binaries fixtures/soak.toml points at.
-    fixture_bin("gateway");
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/soak.toml")
-}
 
 /// A scenario file in a temp dir that runs the bundled fixtures.
 fn scenario(body: &str) -> Sandbox {
-    let sb = Sandbox::new("");
-    let text = format!("config = \"{}\"\n{body}", fixtures_config().display());
+    let sb = Sandbox::new(&fixture_config());
+    let text = format!("config = \"soak.toml\"\n{body}");
     std::fs::write(sb.path().join("scenario.toml"), text).unwrap();
     sb
 }

@@ -5,28 +5,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub fn soak_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_soak"))
+pub use crate::support::soak_bin;
+
+/// A fixture binary of this build (see tests/support).
+pub fn fixture_bin(name: &str) -> PathBuf {
+    crate::support::fixture_bin(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Builds the fixture services once per test process and returns the path of
-/// one of them. Cargo's lock makes concurrent builds from parallel test
-/// processes safe; a no-op build is fast.
-pub fn fixture_bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "fixtures", "--bins"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build for the fixtures");
-        assert!(status.success(), "building the fixtures failed");
-        soak_bin().parent().unwrap().to_path_buf()
-    });
-    dir.join(name)
+/// `fixtures/soak.toml` naming this build's fixture binaries, as the text
+/// of a sandbox's soak.toml.
+pub fn fixture_config() -> String {
+    crate::support::fixture_config().unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct Sandbox {

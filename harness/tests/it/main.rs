@@ -6,3 +6,5 @@ mod common;
 mod config_errors;
 mod soak;
 mod supervise;
+#[path = "../support/mod.rs"]
+mod support;

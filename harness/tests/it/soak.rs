@@ -2,7 +2,6 @@
 //! minute, so leaks are scaled up and warm-up and minimum span scaled down.
 
 use crate::common::*;
-use std::path::Path;
 use std::time::Duration;
 
 const EXPECT: &str = r#"
@@ -31,12 +30,9 @@ fn soak_run_of(
     expect: &str,
     bugs: &str,
 ) -> (Option<i32>, serde_json::Value, String) {
-    fixture_bin(service);
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/soak.toml");
-    let sb = Sandbox::new("");
+    let sb = Sandbox::new(&fixture_config());
     let scenario = format!(
-        "config = \"{}\"\nservices = [\"{service}\"]\nworkloads = [\"{workload}\"]\nduration = \"40s\"\n{expect}",
-        config.display()
+        "config = \"soak.toml\"\nservices = [\"{service}\"]\nworkloads = [\"{workload}\"]\nduration = \"40s\"\n{expect}"
     );
     std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
     let bugs_var = format!("{}_BUGS", service.to_uppercase());
@@ -172,12 +168,9 @@ fn a_crash_every_n_requests_fails_the_restart_budget() {
 
 #[test]
 fn a_soak_killed_with_sigkill_leaves_a_journal_a_report_can_be_built_from() {
-    fixture_bin("gateway");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/soak.toml");
-    let sb = Sandbox::new("");
+    let sb = Sandbox::new(&fixture_config());
     let scenario = format!(
-        "config = \"{}\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"1h\"\n{EXPECT}",
-        config.display()
+        "config = \"soak.toml\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"1h\"\n{EXPECT}"
     );
     std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
     // A partial report every second: one is likely being built (by a child
