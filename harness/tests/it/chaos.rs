@@ -29,10 +29,13 @@ fn interrupt_mid_fault(
 ) -> (Sandbox, soak::journal::RunData, serde_json::Value, Vec<i32>) {
     let sb = scenario(body);
     let run = start_chaos(&sb);
-    let d = sb.wait_for("the fault", Duration::from_secs(30), |d| {
-        events(d, "fault-injected").count() == 1
+    // Injected, and the run observed past it: a sample taken while the fault
+    // is held.
+    let d = sb.wait_for("a sample during the fault", Duration::from_secs(30), |d| {
+        events(d, "fault-injected")
+            .next()
+            .is_some_and(|f| d.samples.iter().any(|s| s.ts > f.ts))
     });
-    std::thread::sleep(Duration::from_millis(300));
     let tree = descendants(run.pid());
     run.signal(libc::SIGINT);
     let (code, out, err) = run.finish(Duration::from_secs(30));

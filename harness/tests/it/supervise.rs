@@ -96,16 +96,18 @@ restart = "never"
 fn sigint_stops_everything_gracefully_prints_a_summary_and_exits_0() {
     let sb = Sandbox::new(
         r#"
+[harness]
+sample_every = "200ms"
 [services.sleeper]
 command = ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]
 stop = { signal = "TERM", grace = "5s" }
 "#,
     );
     let run = sb.up(&[]);
-    let d = sb.wait_for("the service to start", Duration::from_secs(10), |d| {
-        !d.incarnations.is_empty()
+    // The sampler counts the service's processes: sh and both sleeps.
+    let d = sb.wait_for("sh and its two sleeps", Duration::from_secs(20), |d| {
+        d.samples.iter().any(|s| s.processes >= 3)
     });
-    std::thread::sleep(Duration::from_millis(300));
     let main = d.incarnations[0].pid.unwrap();
     let mut tree = descendants(run.pid());
     tree.push(main);
@@ -202,7 +204,7 @@ fn a_sigstopped_service_is_found_hung_within_the_probe_budget_and_restarted() {
 
 #[test]
 fn a_master_killed_with_9_loses_its_port_holding_workers_before_the_next_start() {
-    let sb = Sandbox::new(&gateway_config(""));
+    let sb = Sandbox::new(&gateway_config("[harness]\nsample_every = \"200ms\"\n"));
     let run = {
         let mut c = sb.soak(&["up", "--plain", "--config", "soak.toml", "--for", "60s"]);
         c.env("GATEWAY_BUGS", "orphan-workers")
@@ -212,11 +214,20 @@ fn a_master_killed_with_9_loses_its_port_holding_workers_before_the_next_start()
             child: Some(c.spawn().unwrap()),
         }
     };
-    let d = sb.wait_for("the gateway to be ready", Duration::from_secs(20), |d| {
-        d.incarnations.first().is_some_and(|i| i.ready_at.is_some())
-    });
+    // Ready, and sampled with its two workers: master and workers are three.
+    let d = sb.wait_for(
+        "the gateway ready with its workers",
+        Duration::from_secs(20),
+        |d| {
+            d.incarnations.first().is_some_and(|i| {
+                i.ready_at.is_some()
+                    && d.samples
+                        .iter()
+                        .any(|s| s.incarnation == i.id && s.processes == 3)
+            })
+        },
+    );
     let master = d.incarnations[0].pid.unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let workers: Vec<i32> = descendants(master);
     assert_eq!(workers.len(), 2, "two workers expected under {master}");
     unsafe { libc::kill(master, libc::SIGKILL) };
@@ -266,21 +277,25 @@ interval = "500ms"
         fixture_bin("store").display()
     )));
     let run = sb.up(&[]);
-    sb.wait_for("both services ready", Duration::from_secs(20), |d| {
-        d.incarnations.len() == 2 && d.incarnations.iter().all(|i| i.ready_at.is_some())
-    });
-    // Let the journal commit the ready events (it commits every 250 ms).
-    std::thread::sleep(Duration::from_millis(600));
+    sb.wait_for(
+        "both services' ready events",
+        Duration::from_secs(20),
+        |d| {
+            d.incarnations.len() == 2
+                && d.incarnations.iter().all(|i| i.ready_at.is_some())
+                && events(d, "ready").count() == 2
+        },
+    );
     let tree = descendants(run.pid());
     // Two shims, their two standby shims, gateway, its two workers, store.
     assert!(tree.len() >= 6, "{tree:?}");
     run.signal(libc::SIGKILL);
     let (code, _, _) = run.finish(Duration::from_secs(5));
     assert_eq!(code, None, "killed by a signal");
-    std::thread::sleep(Duration::from_secs(2));
-    let left: Vec<i32> = tree.iter().copied().filter(|p| alive(*p)).collect();
+    // The parent-death signal reaches every shim at once; the bound is for
+    // a loaded machine.
     assert_eq!(
-        left,
+        wait_dead(&tree, Duration::from_secs(10)),
         Vec::<i32>::new(),
         "processes outlived a SIGKILLed soak"
     );
