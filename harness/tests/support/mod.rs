@@ -20,7 +20,12 @@ use std::path::{Path, PathBuf};
 
 /// The workspace root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Cargo and nextest set it at run time too; nextest's is right for an
+    // archive run with --workspace-remap, the compile-time one is not.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("the workspace root")
         .to_path_buf()
