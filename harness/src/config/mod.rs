@@ -13,8 +13,8 @@ pub use error::{ConfigError, suggest};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use toml::Spanned;
 pub use system::LinkTarget;
+use toml::Spanned;
 pub use units::{Dur, Percent, Rate, Signal, Size};
 
 #[derive(Debug, Clone, Deserialize)]

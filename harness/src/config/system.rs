@@ -38,8 +38,7 @@ impl Config {
         while order.len() < self.services.len() {
             let before = order.len();
             for (name, s) in &self.services {
-                if !order.contains(name)
-                    && s.depends_on.iter().all(|d| order.contains(d.get_ref()))
+                if !order.contains(name) && s.depends_on.iter().all(|d| order.contains(d.get_ref()))
                 {
                     order.push(name.clone());
                 }
@@ -55,7 +54,12 @@ impl Config {
 
     /// An error at this service's `command`, for what is found wrong with it
     /// after parsing (say, a program that does not exist).
-    pub fn error_at_command(&self, service: &str, message: String, help: Option<String>) -> ConfigError {
+    pub fn error_at_command(
+        &self,
+        service: &str,
+        message: String,
+        help: Option<String>,
+    ) -> ConfigError {
         ConfigError::at_span(
             &self.path,
             &self.source,
@@ -108,7 +112,9 @@ pub(super) fn check(config: &Config, path: &Path, source: &str) -> Result<(), Co
             };
             return Err(at(
                 link.to.span(),
-                format!("link `{name}` goes to `{to}`, which is neither a service of this config nor host:port"),
+                format!(
+                    "link `{name}` goes to `{to}`, which is neither a service of this config nor host:port"
+                ),
                 Some(help),
             ));
         }
@@ -119,7 +125,10 @@ pub(super) fn check(config: &Config, path: &Path, source: &str) -> Result<(), Co
             if !config.services.contains_key(dep.get_ref()) {
                 return Err(at(
                     dep.span(),
-                    format!("`{name}` depends on `{}`, which is not defined", dep.get_ref()),
+                    format!(
+                        "`{name}` depends on `{}`, which is not defined",
+                        dep.get_ref()
+                    ),
                     Some(suggest(dep.get_ref(), &services, "service")),
                 ));
             }
@@ -284,7 +293,10 @@ to = "127.0.0.1:5432"
         let c = parse(SYSTEM).unwrap();
         assert_eq!(c.start_order(), ["store", "gateway", "front"]);
         assert_eq!(c.link_target("store"), LinkTarget::Service("store".into()));
-        assert_eq!(c.link_target("pg"), LinkTarget::Address("127.0.0.1:5432".into()));
+        assert_eq!(
+            c.link_target("pg"),
+            LinkTarget::Address("127.0.0.1:5432".into())
+        );
     }
 
     #[test]
