@@ -121,10 +121,10 @@ impl Service {
     fn kill(&self) -> String {
         let n = &self.name;
         format!(
-            "description = \"kill -9 {n}: back and healthy within 30 s, nothing of it left running\"\n\
-             config = \"../soak.toml\"\nservices = [\"{n}\"]\n{wl}duration = \"40s\"\n\n\
-             [[steps]]\nat = \"5s\"\naction = \"kill\"\ntarget = \"{n}\"\nsignal = \"KILL\"\n\n\
-             [expect]\nhealthy_within = \"30s\"\nrestarts = {{ max = 1 }}\n\
+            "description = \"kill -9 {n}: back and healthy within 15 s, nothing of it left running\"\n\
+             config = \"../soak.toml\"\nservices = [\"{n}\"]\n{wl}duration = \"20s\"\n\n\
+             [[steps]]\nat = \"3s\"\naction = \"kill\"\ntarget = \"{n}\"\nsignal = \"KILL\"\n\n\
+             [expect]\nhealthy_within = \"15s\"\nrestarts = {{ max = 1 }}\n\
              # Workers or children that outlive a killed main process hold its port\n\
              # and memory: soak counts them and fails here.\n\
              no_orphans = true\n",
@@ -136,10 +136,10 @@ impl Service {
         let n = &self.name;
         format!(
             "description = \"freeze {n} (SIGSTOP): the health probe notices within 15 s and {n} is restarted healthy\"\n\
-             config = \"../soak.toml\"\nservices = [\"{n}\"]\n{wl}duration = \"40s\"\n\n\
+             config = \"../soak.toml\"\nservices = [\"{n}\"]\n{wl}duration = \"30s\"\n\n\
              # No `for`: the processes stay stopped until the supervisor acts.\n\
-             [[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"{n}\"\n\n\
-             [expect]\ndetected_within = \"15s\"\nhealthy_within = \"30s\"\nno_orphans = true\n",
+             [[steps]]\nat = \"3s\"\naction = \"hang\"\ntarget = \"{n}\"\n\n\
+             [expect]\ndetected_within = \"15s\"\nhealthy_within = \"25s\"\nno_orphans = true\n",
             wl = self.workloads_line()
         )
     }
@@ -148,8 +148,8 @@ impl Service {
         let n = &self.name;
         format!(
             "description = \"stop {n} with SIGTERM: it exits within its 10 s grace and leaves nothing running\"\n\
-             config = \"../soak.toml\"\nservices = [\"{n}\"]\nduration = \"20s\"\n\n\
-             [[steps]]\nat = \"5s\"\naction = \"stop\"\ntarget = \"{n}\"\n\n\
+             config = \"../soak.toml\"\nservices = [\"{n}\"]\nduration = \"15s\"\n\n\
+             [[steps]]\nat = \"3s\"\naction = \"stop\"\ntarget = \"{n}\"\n\n\
              [expect]\nstops_within = \"10s\"\nno_orphans = true\n\
              # A service that handles SIGTERM should exit 0; uncomment to demand it.\n\
              # exit_code = 0\n"
