@@ -26,7 +26,7 @@ fn target_dir() -> PathBuf {
 /// Runs `cmd` to its end, at most `limit`; past it the child is killed by
 /// its pid and the test fails.
 fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
