@@ -23,6 +23,9 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     pub expect: Expect,
     pub schedule: Option<Schedule>,
+    /// The file's text, to locate mistakes found after parsing (a schedule
+    /// that picks a scenario that is not there).
+    source: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -705,7 +708,82 @@ impl Scenario {
             steps,
             expect: raw.expect,
             schedule: raw.schedule,
+            source: source.into(),
         })
+    }
+
+    /// The scenarios a `[schedule]` picks, read from this file's folder. A
+    /// pick that is missing, broken, or acts on something this scenario does
+    /// not run is an error at its name. Kept out of parsing so a report can
+    /// be rebuilt from a journal where the picked files are not.
+    pub fn picks(&self) -> Result<Vec<Scenario>, ConfigError> {
+        let Some(sched) = &self.schedule else {
+            return Ok(Vec::new());
+        };
+        let dir = super::dir_of(&self.path);
+        let at = |pick: &Spanned<String>, message: String, help: Option<String>| {
+            ConfigError::at_span(&self.path, &self.source, Some(pick.span()), message, help)
+        };
+        let mut out = Vec::new();
+        for pick in &sched.pick {
+            let path = dir.join(format!("{}.toml", pick.get_ref()));
+            if !path.is_file() {
+                let known: Vec<String> = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| {
+                        let p = e.ok()?.path();
+                        (p.extension()? == "toml").then_some(())?;
+                        Some(p.file_stem()?.to_string_lossy().into_owned())
+                    })
+                    .filter(|n| n != &self.name)
+                    .collect();
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                return Err(at(
+                    pick,
+                    format!(
+                        "the schedule picks `{}`, but there is no {}",
+                        pick.get_ref(),
+                        path.display()
+                    ),
+                    Some(suggest(pick.get_ref(), &known, "scenario")),
+                ));
+            }
+            let picked = Scenario::load(&path)?;
+            if picked.schedule.is_some() {
+                return Err(at(
+                    pick,
+                    format!(
+                        "`{}` has a schedule of its own; a schedule picks plain scenarios",
+                        pick.get_ref()
+                    ),
+                    None,
+                ));
+            }
+            for step in &picked.steps {
+                let runs = if step.action.is_link() {
+                    self.config.links.contains_key(&step.target)
+                } else {
+                    self.services.contains(&step.target)
+                };
+                if !runs {
+                    return Err(at(
+                        pick,
+                        format!(
+                            "`{}` acts on `{}`, which this scenario does not run",
+                            pick.get_ref(),
+                            step.target
+                        ),
+                        Some(format!(
+                            "add `{}` to `services`, or pick another scenario",
+                            step.target
+                        )),
+                    ));
+                }
+            }
+            out.push(picked);
+        }
+        Ok(out)
     }
 
     /// `scenarios/NAME.toml` found from the current directory upward, or a path.
@@ -879,6 +957,47 @@ read = { url = "http://127.0.0.1:{port}/work" }
             let e = step(body);
             assert!(e.contains(says) && e.contains(and), "{body:?} gave:\n{e}");
         }
+    }
+
+    #[test]
+    fn a_schedule_is_checked_against_the_files_it_picks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("soak.toml"), CONFIG).unwrap();
+        std::fs::write(
+            d.join("blackhole-store.toml"),
+            "config = \"soak.toml\"\nduration = \"20s\"\n[[steps]]\nat = \"2s\"\naction = \"blackhole\"\nlink = \"store\"\nfor = \"5s\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("kill-store.toml"),
+            "config = \"soak.toml\"\nservices = [\"store\"]\nduration = \"20s\"\n[[steps]]\nat = \"2s\"\naction = \"kill\"\ntarget = \"store\"\n",
+        )
+        .unwrap();
+        let soak = |pick: &str, services: &str| {
+            let path = d.join("long.toml");
+            std::fs::write(
+                &path,
+                format!("config = \"soak.toml\"\n{services}duration = \"1h\"\n[schedule]\nevery = \"10m\"\npick = [{pick}]\n"),
+            )
+            .unwrap();
+            Scenario::load(&path)
+                .unwrap()
+                .picks()
+                .map_err(|e| e.to_string())
+        };
+        let picks = soak("\"blackhole-store\", \"kill-store\"", "").unwrap();
+        assert_eq!(picks.len(), 2);
+        let e = soak("\"kill-stor\"", "").unwrap_err();
+        assert!(
+            e.contains("long.toml:5:9") && e.contains("did you mean `kill-store`?"),
+            "{e}"
+        );
+        let e = soak("\"kill-store\"", "services = [\"gateway\"]\n").unwrap_err();
+        assert!(
+            e.contains("acts on `store`, which this scenario does not run"),
+            "{e}"
+        );
     }
 
     #[test]

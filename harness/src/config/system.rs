@@ -31,6 +31,21 @@ impl Config {
         }
     }
 
+    /// The services that reach `[links.link]`: those whose command, env,
+    /// probe or other templates name `{link.link}`. A fault on the link is a
+    /// fault in what they depend on; they are the ones that must ride it out.
+    pub fn dependents_of_link(&self, link: &str) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|(_, s)| {
+                service_templates(s)
+                    .iter()
+                    .any(|t| placeholders(t).any(|(kind, name)| kind == "link" && name == link))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The services in an order that starts each after everything it
     /// depends on; stopping goes the other way. Ties keep name order.
     pub fn start_order(&self) -> Vec<String> {
@@ -210,24 +225,32 @@ fn find_cycle(config: &Config) -> Option<(Vec<String>, Range<usize>)> {
         .find_map(|name| visit(config, name, &mut Vec::new(), &mut done))
 }
 
-/// Every string of the config in which placeholders expand.
-fn templates(config: &Config) -> Vec<&str> {
+/// The strings of one service in which placeholders expand.
+fn service_templates(s: &super::Service) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
-    for s in config.services.values() {
-        out.extend(s.command.0.iter().map(String::as_str));
-        out.extend(s.env.values().map(String::as_str));
-        out.extend(s.sqlite.iter().map(String::as_str));
-        out.extend(s.pidfile.as_deref());
-        if let Some(m) = &s.metrics {
-            out.push(m.url.get_ref());
-        }
-        if let Some(h) = &s.health {
-            match &h.probe {
-                Probe::Http(u) | Probe::Tcp(u) => out.push(u),
-                Probe::Exec(argv) => out.extend(argv.iter().map(String::as_str)),
-            }
+    out.extend(s.command.0.iter().map(String::as_str));
+    out.extend(s.env.values().map(String::as_str));
+    out.extend(s.sqlite.iter().map(String::as_str));
+    out.extend(s.pidfile.as_deref());
+    if let Some(m) = &s.metrics {
+        out.push(m.url.get_ref());
+    }
+    if let Some(h) = &s.health {
+        match &h.probe {
+            Probe::Http(u) | Probe::Tcp(u) => out.push(u),
+            Probe::Exec(argv) => out.extend(argv.iter().map(String::as_str)),
         }
     }
+    out
+}
+
+/// Every string of the config in which placeholders expand.
+fn templates(config: &Config) -> Vec<&str> {
+    let mut out: Vec<&str> = config
+        .services
+        .values()
+        .flat_map(service_templates)
+        .collect();
     for w in config.workloads.values() {
         for r in [&w.write, &w.read].into_iter().flatten() {
             match r {
