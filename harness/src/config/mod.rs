@@ -6,12 +6,14 @@
 
 mod error;
 pub mod scenario;
+mod system;
 pub mod units;
 
 pub use error::{ConfigError, suggest};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+pub use system::LinkTarget;
 use toml::Spanned;
 pub use units::{Dur, Percent, Rate, Signal, Size};
 
@@ -27,6 +29,15 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
     pub workloads: BTreeMap<String, Workload>,
+    /// TCP fault proxies soak runs in front of dependencies.
+    #[serde(default)]
+    pub links: BTreeMap<String, Link>,
+    /// The file's text and where each service's `command` sits in it, so an
+    /// error found after parsing (a program that does not exist) is located.
+    #[serde(skip)]
+    source: std::sync::Arc<str>,
+    #[serde(skip)]
+    command_spans: BTreeMap<String, std::ops::Range<usize>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +47,8 @@ pub struct Harness {
     pub reports: Option<PathBuf>,
     #[serde(default = "defaults::sample_every")]
     pub sample_every: Dur,
+    /// Serve soak's own figures at `/metrics` on this address.
+    pub metrics: Option<ListenAddr>,
 }
 
 impl Default for Harness {
@@ -43,7 +56,23 @@ impl Default for Harness {
         Harness {
             reports: None,
             sample_every: defaults::sample_every(),
+            metrics: None,
         }
+    }
+}
+
+/// An address soak listens on, such as `"127.0.0.1:9464"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(ListenAddr).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not an address to listen on: write an IP and a port, e.g. \"127.0.0.1:9464\""
+            ))
+        })
     }
 }
 
@@ -76,6 +105,35 @@ pub struct Service {
     #[serde(default)]
     pub sqlite: Vec<String>,
     pub health: Option<Health>,
+    /// Services this one needs: started after they are healthy, stopped
+    /// before them (systemd's `After=` + `Requires=`).
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    /// Only for a service that daemonizes (systemd `Type=forking` with
+    /// `PIDFile=`): the pid written there is its main process.
+    pub pidfile: Option<String>,
+    /// The service's own Prometheus metrics, scraped every `sample_every`.
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub url: Spanned<String>,
+    /// Series to journal: a name keeps every label set of it; a name with
+    /// labels keeps that one series. Empty keeps nothing.
+    #[serde(default)]
+    pub keep: Vec<String>,
+    #[serde(default = "defaults::second")]
+    pub timeout: Dur,
+}
+
+/// `[links.NAME]`: a proxy in front of a service of this config, or of an
+/// address soak does not run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub to: Spanned<String>,
 }
 
 /// argv of a service; never empty.
@@ -493,6 +551,8 @@ impl Config {
     pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigError> {
         let mut config: Config =
             toml::from_str(source).map_err(|e| toml_error(path, source, &e))?;
+        config.source = source.into();
+        config.command_spans = system::command_spans(source);
         let absolute = normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
         let dir = dir_of(&absolute);
         config.path = absolute;
@@ -529,6 +589,20 @@ impl Config {
                 ));
             }
         }
+        for (name, s) in &config.services {
+            if let Some(m) = &s.metrics
+                && !m.url.get_ref().starts_with("http://")
+            {
+                return Err(ConfigError::at_span(
+                    path,
+                    source,
+                    Some(m.url.span()),
+                    format!("the metrics `url` of `{name}` must start with http://"),
+                    Some("e.g. url = \"http://127.0.0.1:{port}/metrics\"".into()),
+                ));
+            }
+        }
+        system::check(&config, path, source)?;
         Ok(config)
     }
 

@@ -5,6 +5,7 @@
 use super::{Config, ConfigError, Dur, Percent, Signal, read_source, suggest, toml_error};
 use crate::supervise::shim::Scope;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -22,6 +23,9 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     pub expect: Expect,
     pub schedule: Option<Schedule>,
+    /// The file's text, to locate mistakes found after parsing (a schedule
+    /// that picks a scenario that is not there).
+    source: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +67,39 @@ pub enum Action {
         hold: Duration,
     },
     Stop,
+    /// A fault in the proxy of `[links.NAME]`; the step's target is the link.
+    Link {
+        fault: LinkFault,
+        direction: Direction,
+        hold: Duration,
+    },
+}
+
+/// What a link does to the bytes and connections that cross it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "fault")]
+pub enum LinkFault {
+    /// Every chunk waits `delay` plus up to `jitter`.
+    Latency { delay: Duration, jitter: Duration },
+    /// Connections are accepted and data swallowed; nothing answers.
+    Blackhole,
+    /// Open and new connections are reset.
+    Reset,
+    /// Nothing listens: connection refused.
+    Refuse,
+    /// At most this many bytes a second.
+    Bandwidth { bytes_per_second: f64 },
+}
+
+/// Which way across a link a fault applies: upstream is from the dependent
+/// to what it depends on, downstream the answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    #[default]
+    Both,
+    Upstream,
+    Downstream,
 }
 
 impl Action {
@@ -74,7 +111,18 @@ impl Action {
             Action::SqliteLock { .. } => "sqlite-lock",
             Action::Duplicate { .. } => "duplicate",
             Action::Stop => "stop",
+            Action::Link { fault, .. } => match fault {
+                LinkFault::Latency { .. } => "latency",
+                LinkFault::Blackhole => "blackhole",
+                LinkFault::Reset => "reset",
+                LinkFault::Refuse => "refuse",
+                LinkFault::Bandwidth { .. } => "bandwidth",
+            },
         }
+    }
+
+    pub fn is_link(&self) -> bool {
+        matches!(self, Action::Link { .. })
     }
 
     /// How long the fault is held before it is rolled back, if it is.
@@ -84,7 +132,8 @@ impl Action {
             Action::Hang { hold, .. } => *hold,
             Action::FdExhaustion { hold, .. }
             | Action::SqliteLock { hold, .. }
-            | Action::Duplicate { hold } => Some(*hold),
+            | Action::Duplicate { hold }
+            | Action::Link { hold, .. } => Some(*hold),
         }
     }
 }
@@ -96,7 +145,150 @@ const ACTIONS: &[&str] = &[
     "sqlite-lock",
     "duplicate",
     "stop",
+    "latency",
+    "blackhole",
+    "reset",
+    "refuse",
+    "bandwidth",
 ];
+
+const LINK_ACTIONS: &[&str] = &["latency", "blackhole", "reset", "refuse", "bandwidth"];
+
+type At<'a> = dyn Fn(std::ops::Range<usize>, String, Option<String>) -> ConfigError + 'a;
+
+/// A step whose action is a link fault: `link = "NAME"`, `for`, and the
+/// fault's own keys.
+fn link_step(
+    s: &RawStep,
+    span: std::ops::Range<usize>,
+    config: &Config,
+    links: &[&str],
+    duration: Duration,
+    at: &At<'_>,
+) -> Result<Step, ConfigError> {
+    let action = s.action.get_ref().as_str();
+    let Some(link) = &s.link else {
+        let help = match links.first() {
+            Some(l) => format!("add `link = \"{l}\"`"),
+            None => "define `[links.NAME] to = \"SERVICE\"` in the config and name it here".into(),
+        };
+        return Err(at(
+            span,
+            format!("`{action}` needs `link`, the link to break"),
+            Some(help),
+        ));
+    };
+    if !config.links.contains_key(link.get_ref()) {
+        return Err(at(
+            link.span(),
+            format!("no link `{}` in the config", link.get_ref()),
+            Some(suggest(link.get_ref(), links, "link")),
+        ));
+    }
+    if let Some(t) = &s.target {
+        return Err(at(
+            t.span(),
+            format!("`{action}` acts on a link: it takes `link`, not `target`"),
+            Some(format!("remove `target`; the link is `{}`", link.get_ref())),
+        ));
+    }
+    if s.at.get_ref().0 >= duration {
+        return Err(at(
+            s.at.span(),
+            "step is not before the end of the run".into(),
+            Some("make `at` smaller or `duration` longer".into()),
+        ));
+    }
+    let hold = s.hold.map(|d| d.0).ok_or_else(|| {
+        at(
+            span.clone(),
+            format!("`{action}` needs `for`, how long the link stays broken"),
+            Some("add e.g. `for = \"10s\"`".into()),
+        )
+    })?;
+    let direction = match s
+        .direction
+        .as_ref()
+        .map(|d| (d.get_ref().as_str(), d.span()))
+    {
+        None | Some(("both", _)) => Direction::Both,
+        Some(("upstream", _)) => Direction::Upstream,
+        Some(("downstream", _)) => Direction::Downstream,
+        Some((other, span)) => {
+            return Err(at(
+                span,
+                format!("unknown direction `{other}`"),
+                Some(suggest(other, &["both", "upstream", "downstream"], "value")),
+            ));
+        }
+    };
+    let unused = |key: &str, present: bool| -> Result<(), ConfigError> {
+        if present {
+            Err(at(
+                span.clone(),
+                format!("`{action}` does not take `{key}`"),
+                Some(format!("remove `{key}`")),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let fault = match action {
+        "latency" => {
+            unused("rate", s.rate.is_some())?;
+            let delay = s.delay.map(|d| d.0).ok_or_else(|| {
+                at(
+                    span.clone(),
+                    "`latency` needs `delay`".into(),
+                    Some("add e.g. `delay = \"500ms\"` (and optionally `jitter`)".into()),
+                )
+            })?;
+            LinkFault::Latency {
+                delay,
+                jitter: s.jitter.map(|d| d.0).unwrap_or_default(),
+            }
+        }
+        "bandwidth" => {
+            unused("delay", s.delay.is_some())?;
+            unused("jitter", s.jitter.is_some())?;
+            let rate = s.rate.ok_or_else(|| {
+                at(
+                    span.clone(),
+                    "`bandwidth` needs `rate`".into(),
+                    Some("add e.g. `rate = \"10KB/s\"`".into()),
+                )
+            })?;
+            if rate.0 <= 0.0 {
+                return Err(at(span.clone(), "`rate` must be above zero".into(), None));
+            }
+            LinkFault::Bandwidth {
+                bytes_per_second: rate.0 / 3600.0,
+            }
+        }
+        other => {
+            unused("delay", s.delay.is_some())?;
+            unused("jitter", s.jitter.is_some())?;
+            unused("rate", s.rate.is_some())?;
+            match other {
+                "blackhole" => LinkFault::Blackhole,
+                "reset" => LinkFault::Reset,
+                _ => LinkFault::Refuse,
+            }
+        }
+    };
+    if matches!(fault, LinkFault::Refuse) && s.direction.is_some() {
+        unused("direction", true)?;
+    }
+    Ok(Step {
+        at: s.at.get_ref().0,
+        target: link.get_ref().clone(),
+        action: Action::Link {
+            fault,
+            direction,
+            hold,
+        },
+    })
+}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +329,18 @@ pub struct Expect {
     pub availability_min: Option<Percent>,
     pub latency_p99_max: Option<Dur>,
     pub wal_max: Option<super::Size>,
+    /// While a fault is active, the workload's requests are answered (with
+    /// success or an error) within `p99_max`: a timeout, not a hang.
+    pub fails_fast: Option<FailsFast>,
+    /// After a fault is rolled back, the workload succeeds again within `within`.
+    pub recovers_within: Option<RecoversWithin>,
+    /// Per kept metric (a name, or a name with labels): the largest slope of
+    /// its trend, per incarnation, like `rss_slope_max`.
+    pub metric_slope_max: Option<BTreeMap<String, super::units::CountRate>>,
+    /// Per kept metric: the largest value it may take.
+    pub metric_max: Option<BTreeMap<String, super::units::Number>>,
+    /// Per kept counter: the largest rate of increase, across restarts.
+    pub metric_rate_max: Option<BTreeMap<String, super::units::CountRate>>,
     /// Trend verdicts ignore each incarnation's first `warmup` (default 5m).
     pub warmup: Option<Dur>,
     /// Trend verdicts need at least this much data after the warm-up
@@ -145,6 +349,20 @@ pub struct Expect {
     /// File name patterns (`*` wildcard) that must not remain in the
     /// service's data dir after it stops (temp files, stale pid files).
     pub no_leftovers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailsFast {
+    pub workload: Spanned<String>,
+    pub p99_max: Dur,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoversWithin {
+    pub workload: Spanned<String>,
+    pub within: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,7 +400,8 @@ struct RawScenario {
 struct RawStep {
     at: Spanned<Dur>,
     action: Spanned<String>,
-    target: Spanned<String>,
+    target: Option<Spanned<String>>,
+    link: Option<Spanned<String>>,
     signal: Option<Signal>,
     scope: Option<Spanned<String>>,
     #[serde(rename = "for")]
@@ -190,6 +409,10 @@ struct RawStep {
     headroom: Option<u32>,
     mode: Option<Spanned<String>>,
     db: Option<String>,
+    delay: Option<Dur>,
+    jitter: Option<Dur>,
+    rate: Option<super::units::SizeRate>,
+    direction: Option<Spanned<String>>,
 }
 
 impl Scenario {
@@ -263,9 +486,17 @@ impl Scenario {
             .iter()
             .map(check_workload)
             .collect::<Result<Vec<_>, _>>()?;
-        for w in [&raw.expect.writes_survive, &raw.expect.consistent_reads]
-            .into_iter()
-            .flatten()
+        let fault_workloads = [
+            raw.expect.fails_fast.as_ref().map(|f| &f.workload),
+            raw.expect.recovers_within.as_ref().map(|r| &r.workload),
+        ];
+        for w in [
+            raw.expect.writes_survive.as_ref(),
+            raw.expect.consistent_reads.as_ref(),
+        ]
+        .into_iter()
+        .chain(fault_workloads)
+        .flatten()
         {
             if !workloads.contains(w.get_ref()) {
                 return Err(at(
@@ -298,12 +529,47 @@ impl Scenario {
         }
         let duration = raw.duration.get_ref().0;
         let mut steps = Vec::new();
+        let link_names: Vec<&str> = config.links.keys().map(String::as_str).collect();
         for step in &raw.steps {
             let s = step.get_ref();
-            let target = check_service(&s.target)?;
+            if LINK_ACTIONS.contains(&s.action.get_ref().as_str()) {
+                steps.push(link_step(
+                    s,
+                    step.span(),
+                    &config,
+                    &link_names,
+                    duration,
+                    &at,
+                )?);
+                continue;
+            }
+            if let Some(l) = &s.link {
+                return Err(at(
+                    l.span(),
+                    format!(
+                        "`{}` is not a link fault: it takes `target`, not `link`",
+                        s.action.get_ref()
+                    ),
+                    Some(format!("link faults are {}", LINK_ACTIONS.join(", "))),
+                ));
+            }
+            let Some(target_name) = &s.target else {
+                return Err(at(
+                    step.span(),
+                    format!(
+                        "`{}` needs `target`, the service to act on",
+                        s.action.get_ref()
+                    ),
+                    Some(format!(
+                        "add `target = \"{}\"`",
+                        known.first().copied().unwrap_or("NAME")
+                    )),
+                ));
+            };
+            let target = check_service(target_name)?;
             if !services.contains(&target) {
                 return Err(at(
-                    s.target.span(),
+                    target_name.span(),
                     format!("step targets `{target}`, which this scenario does not run"),
                     Some(format!("add `{target}` to `services`")),
                 ));
@@ -375,7 +641,7 @@ impl Scenario {
                     let svc = &config.services[&target];
                     if svc.sqlite.is_empty() {
                         return Err(at(
-                            s.target.span(),
+                            target_name.span(),
                             format!(
                                 "`sqlite-lock` targets `{target}`, which lists no `sqlite` databases"
                             ),
@@ -442,7 +708,82 @@ impl Scenario {
             steps,
             expect: raw.expect,
             schedule: raw.schedule,
+            source: source.into(),
         })
+    }
+
+    /// The scenarios a `[schedule]` picks, read from this file's folder. A
+    /// pick that is missing, broken, or acts on something this scenario does
+    /// not run is an error at its name. Kept out of parsing so a report can
+    /// be rebuilt from a journal where the picked files are not.
+    pub fn picks(&self) -> Result<Vec<Scenario>, ConfigError> {
+        let Some(sched) = &self.schedule else {
+            return Ok(Vec::new());
+        };
+        let dir = super::dir_of(&self.path);
+        let at = |pick: &Spanned<String>, message: String, help: Option<String>| {
+            ConfigError::at_span(&self.path, &self.source, Some(pick.span()), message, help)
+        };
+        let mut out = Vec::new();
+        for pick in &sched.pick {
+            let path = dir.join(format!("{}.toml", pick.get_ref()));
+            if !path.is_file() {
+                let known: Vec<String> = std::fs::read_dir(&dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| {
+                        let p = e.ok()?.path();
+                        (p.extension()? == "toml").then_some(())?;
+                        Some(p.file_stem()?.to_string_lossy().into_owned())
+                    })
+                    .filter(|n| n != &self.name)
+                    .collect();
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                return Err(at(
+                    pick,
+                    format!(
+                        "the schedule picks `{}`, but there is no {}",
+                        pick.get_ref(),
+                        path.display()
+                    ),
+                    Some(suggest(pick.get_ref(), &known, "scenario")),
+                ));
+            }
+            let picked = Scenario::load(&path)?;
+            if picked.schedule.is_some() {
+                return Err(at(
+                    pick,
+                    format!(
+                        "`{}` has a schedule of its own; a schedule picks plain scenarios",
+                        pick.get_ref()
+                    ),
+                    None,
+                ));
+            }
+            for step in &picked.steps {
+                let runs = if step.action.is_link() {
+                    self.config.links.contains_key(&step.target)
+                } else {
+                    self.services.contains(&step.target)
+                };
+                if !runs {
+                    return Err(at(
+                        pick,
+                        format!(
+                            "`{}` acts on `{}`, which this scenario does not run",
+                            pick.get_ref(),
+                            step.target
+                        ),
+                        Some(format!(
+                            "add `{}` to `services`, or pick another scenario",
+                            step.target
+                        )),
+                    ));
+                }
+            }
+            out.push(picked);
+        }
+        Ok(out)
     }
 
     /// `scenarios/NAME.toml` found from the current directory upward, or a path.
@@ -493,4 +834,186 @@ pub fn list_dir(from: &Path) -> Vec<(String, PathBuf)> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[services.store]
+command = ["./store", "--port", "{port}"]
+[services.gateway]
+command = ["./gw", "--store", "{link.store}"]
+depends_on = ["store"]
+[links.store]
+to = "store"
+[workloads.work]
+service = "gateway"
+read = { url = "http://127.0.0.1:{port}/work" }
+"#;
+
+    fn parse(scenario: &str) -> Result<Scenario, String> {
+        Scenario::parse_with(Path::new("/s/x.toml"), scenario, |p| {
+            Config::parse(p, CONFIG)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    const HEAD: &str = "config = \"soak.toml\"\nworkloads = [\"work\"]\nduration = \"30s\"\n";
+
+    #[test]
+    fn link_faults_parse_with_their_keys() {
+        let sc = parse(&format!(
+            "{HEAD}[[steps]]\nat = \"5s\"\naction = \"latency\"\nlink = \"store\"\ndelay = \"200ms\"\njitter = \"50ms\"\ndirection = \"downstream\"\nfor = \"5s\"\n\
+             [[steps]]\nat = \"12s\"\naction = \"bandwidth\"\nlink = \"store\"\nrate = \"10KB/s\"\nfor = \"5s\"\n\
+             [[steps]]\nat = \"20s\"\naction = \"blackhole\"\nlink = \"store\"\nfor = \"5s\"\n\
+             [expect]\nfails_fast = {{ workload = \"work\", p99_max = \"200ms\" }}\n\
+             recovers_within = {{ workload = \"work\", within = \"10s\" }}\n\
+             metric_max = {{ \"lag_seconds\" = \"0.1\", queue_depth = 100 }}\n\
+             metric_slope_max = {{ queue_depth = \"100/h\" }}\nmetric_rate_max = {{ errors_total = \"1/s\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(sc.steps.len(), 3);
+        assert_eq!(sc.steps[0].target, "store");
+        assert_eq!(
+            sc.steps[0].action,
+            Action::Link {
+                fault: LinkFault::Latency {
+                    delay: Duration::from_millis(200),
+                    jitter: Duration::from_millis(50)
+                },
+                direction: Direction::Downstream,
+                hold: Duration::from_secs(5),
+            }
+        );
+        assert_eq!(sc.steps[1].action.name(), "bandwidth");
+        assert!(matches!(
+            sc.steps[1].action,
+            Action::Link { fault: LinkFault::Bandwidth { bytes_per_second }, .. } if bytes_per_second > 9000.0
+        ));
+        assert_eq!(sc.steps[2].action.hold(), Some(Duration::from_secs(5)));
+        let metric_max = sc.expect.metric_max.unwrap();
+        assert_eq!(metric_max["lag_seconds"].0, 0.1);
+        assert_eq!(metric_max["queue_depth"].0, 100.0);
+        assert_eq!(sc.expect.metric_rate_max.unwrap()["errors_total"].0, 3600.0);
+    }
+
+    #[test]
+    fn link_fault_mistakes_are_located_and_explained() {
+        let step = |body: &str| {
+            parse(&format!("{HEAD}[[steps]]\nat = \"5s\"\n{body}\n"))
+                .expect_err("a mistake is refused")
+        };
+        let cases = [
+            (
+                "action = \"blackhole\"\nfor = \"5s\"",
+                "needs `link`",
+                "add `link = \"store\"`",
+            ),
+            (
+                "action = \"reset\"\nlink = \"stor\"\nfor = \"5s\"",
+                "no link `stor`",
+                "did you mean `store`?",
+            ),
+            (
+                "action = \"refuse\"\nlink = \"store\"\ntarget = \"store\"\nfor = \"5s\"",
+                "takes `link`, not `target`",
+                "x.toml:8:10",
+            ),
+            (
+                "action = \"kill\"\nlink = \"store\"\ntarget = \"store\"",
+                "not a link fault",
+                "x.toml:7:8",
+            ),
+            (
+                "action = \"latency\"\nlink = \"store\"\nfor = \"5s\"",
+                "`latency` needs `delay`",
+                "delay = \"500ms\"",
+            ),
+            (
+                "action = \"blackhole\"\nlink = \"store\"",
+                "needs `for`",
+                "for = \"10s\"",
+            ),
+            (
+                "action = \"reset\"\nlink = \"store\"\nfor = \"5s\"\ndirection = \"up\"",
+                "unknown direction `up`",
+                "`upstream`",
+            ),
+            (
+                "action = \"refuse\"\nlink = \"store\"\nfor = \"5s\"\ndirection = \"upstream\"",
+                "does not take `direction`",
+                "x.toml",
+            ),
+            (
+                "action = \"blackhole\"\nlink = \"store\"\nfor = \"5s\"\ndelay = \"1s\"",
+                "does not take `delay`",
+                "x.toml",
+            ),
+            ("action = \"kill\"", "needs `target`", "x.toml:4:1"),
+        ];
+        for (body, says, and) in cases {
+            let e = step(body);
+            assert!(e.contains(says) && e.contains(and), "{body:?} gave:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_is_checked_against_the_files_it_picks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("soak.toml"), CONFIG).unwrap();
+        std::fs::write(
+            d.join("blackhole-store.toml"),
+            "config = \"soak.toml\"\nduration = \"20s\"\n[[steps]]\nat = \"2s\"\naction = \"blackhole\"\nlink = \"store\"\nfor = \"5s\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("kill-store.toml"),
+            "config = \"soak.toml\"\nservices = [\"store\"]\nduration = \"20s\"\n[[steps]]\nat = \"2s\"\naction = \"kill\"\ntarget = \"store\"\n",
+        )
+        .unwrap();
+        let soak = |pick: &str, services: &str| {
+            let path = d.join("long.toml");
+            std::fs::write(
+                &path,
+                format!("config = \"soak.toml\"\n{services}duration = \"1h\"\n[schedule]\nevery = \"10m\"\npick = [{pick}]\n"),
+            )
+            .unwrap();
+            Scenario::load(&path)
+                .unwrap()
+                .picks()
+                .map_err(|e| e.to_string())
+        };
+        let picks = soak("\"blackhole-store\", \"kill-store\"", "").unwrap();
+        assert_eq!(picks.len(), 2);
+        let e = soak("\"kill-stor\"", "").unwrap_err();
+        assert!(
+            e.contains("long.toml:5:9") && e.contains("did you mean `kill-store`?"),
+            "{e}"
+        );
+        let e = soak("\"kill-store\"", "services = [\"gateway\"]\n").unwrap_err();
+        assert!(
+            e.contains("acts on `store`, which this scenario does not run"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fault_expectations_must_name_a_workload_the_scenario_runs() {
+        let e = parse(
+            "config = \"soak.toml\"\nduration = \"30s\"\n[expect]\nfails_fast = { workload = \"work\", p99_max = \"1s\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("x.toml:4:27") && e.contains("workloads = [\"work\"]"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{HEAD}[expect]\nmetric_max = {{ q = \"lots\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("not a number"), "{e}");
+    }
 }

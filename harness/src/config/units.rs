@@ -279,6 +279,37 @@ impl<'de> Deserialize<'de> for Growth {
     }
 }
 
+/// A plain number, written as one (`0.1`) or as a string (`"0.1"`), as
+/// metric thresholds are.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Number(pub f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            I(i64),
+            F(f64),
+            S(String),
+        }
+        let n = match Raw::deserialize(d)? {
+            Raw::I(i) => i as f64,
+            Raw::F(f) => f,
+            Raw::S(s) => s.trim().parse().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a number: write e.g. \"0.1\" or 100"
+                ))
+            })?,
+        };
+        if n.is_finite() {
+            Ok(Number(n))
+        } else {
+            Err(serde::de::Error::custom("the number must be finite"))
+        }
+    }
+}
+
 impl Dur {
     pub fn ms(self) -> u64 {
         self.0.as_millis() as u64
