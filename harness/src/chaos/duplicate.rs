@@ -181,7 +181,7 @@ pub async fn start(
                     Some(&name),
                     "duplicate-ended",
                     json!({"step": step, "pid": pid, "port": port, "after_ms": end - ts,
-                           "exit_code": exit_code, "signal": signal.map(signal_name),
+                           "exit_code": exit_code, "signal": signal.map(signal_name), "signal_number": signal,
                            "refused": refused, "log_tail": log_tail}),
                     sev,
                     text,

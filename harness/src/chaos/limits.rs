@@ -15,6 +15,7 @@
 use super::process::Pidfd;
 use crate::supervise::procfs;
 use serde_json::json;
+use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,8 +126,15 @@ fn lower(
     })
 }
 
-/// Lowers every process not yet tracked, parents before children.
-fn lower_new(t: &mut Tracked, root: i32, main: i32, headroom: u64, born: bool) -> Vec<String> {
+/// Lowers every process not yet tracked, parents before children; returns
+/// the pids it could not lower, with why.
+fn lower_new(
+    t: &mut Tracked,
+    root: i32,
+    main: i32,
+    headroom: u64,
+    born: bool,
+) -> Vec<(i32, String)> {
     let mut errors = Vec::new();
     let procs = members(root, main);
     for p in &procs {
@@ -153,7 +161,7 @@ fn lower_new(t: &mut Tracked, root: i32, main: i32, headroom: u64, born: bool) -
         };
         match lower(p.pid, headroom, inherited, born) {
             Ok(l) => t.procs.push(l),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push((p.pid, e)),
         }
     }
     errors
@@ -215,19 +223,36 @@ impl FdHold {
         let root = tree_root(main);
         let mut t = Tracked::default();
         let errors = lower_new(&mut t, root, main, headroom, false);
-        let Some(m) = t.procs.iter().find(|l| l.proc.pid == main) else {
+        // A process that exited meanwhile is fine; one still running that
+        // keeps its limit would make the fault a partial one that passes.
+        let unreachable: Vec<String> = errors
+            .iter()
+            .filter(|(pid, _)| Path::new(&format!("/proc/{pid}")).exists())
+            .map(|(pid, e)| format!("pid {pid} ({}): {e}", procfs::cmdline(*pid)))
+            .collect();
+        let main_lowered = t.procs.iter().any(|l| l.proc.pid == main);
+        if !unreachable.is_empty() || !main_lowered {
             // Whatever was lowered goes back before the error is reported.
             let shared = Mutex::new(t);
             restore(&shared, &still_ours);
+            let why = if unreachable.is_empty() {
+                format!("pid {main} is gone")
+            } else {
+                unreachable.join("; ")
+            };
             return Err(format!(
-                "cannot lower the limit of pid {main}: {}",
-                errors.join("; ")
+                "cannot lower the fd limit of every process of the incarnation: {why} \
+                 (changing the limits of a process that runs as another user needs CAP_SYS_RESOURCE)"
             ));
-        };
+        }
+        let m = t
+            .procs
+            .iter()
+            .find(|l| l.proc.pid == main)
+            .expect("checked above");
         let detail = json!({
             "pid": main, "open": m.open, "soft_before": m.before, "soft": m.soft,
             "processes": t.procs.iter().map(Lowered::detail).collect::<Vec<_>>(),
-            "errors": errors,
         });
         let shared = Arc::new(Mutex::new(t));
         let (stop, stop_rx) = std_mpsc::channel::<()>();
