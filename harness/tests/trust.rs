@@ -423,3 +423,34 @@ fn a_hang_whose_incarnation_was_replaced_rolls_back_nothing() {
     assert_eq!(rb["continued"], serde_json::json!([]), "{rb}");
     assert_eq!(rb["untouched"], injected["pids"], "{rb}");
 }
+
+#[test]
+fn a_limit_whose_incarnation_was_replaced_is_not_restored_on_anyone() {
+    // The service is killed during the hold and restarted: the delayed
+    // restore must leave the new incarnation alone.
+    let sb = locked_sandbox("ignore", "http = \"http://127.0.0.1:{port}/\"", "5s");
+    let d = finished(
+        &sb,
+        start(
+            &sb,
+            "services = [\"svc\"]\nduration = \"12s\"\n[[steps]]\nat = \"1s\"\naction = \"fd-exhaustion\"\ntarget = \"svc\"\nheadroom = 40\nfor = \"6s\"\n[[steps]]\nat = \"2s\"\naction = \"kill\"\ntarget = \"svc\"\n",
+        ),
+    );
+    assert!(
+        d.incarnations.len() >= 2,
+        "the killed service was restarted"
+    );
+    let rb = events(&d, "fault-rolled-back")
+        .find(|e| e.detail["action"] == "fd-exhaustion")
+        .expect("the fd fault's rollback");
+    assert_eq!(rb.detail["target_replaced"], true, "{:?}", rb.detail);
+    assert!(
+        rb.detail["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["outcome"] == "target-replaced"),
+        "{:?}",
+        rb.detail
+    );
+}

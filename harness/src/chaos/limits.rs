@@ -73,7 +73,12 @@ struct Tracked {
     procs: Vec<Lowered>,
     /// Set by the first restore; later ones report what it did.
     restored: Option<serde_json::Value>,
+    /// Newcomers still alive that could not be lowered (the first few).
+    missed: Vec<String>,
 }
+
+/// How many newcomers that could not be lowered the journal names.
+const MISSED_KEPT: usize = 20;
 
 /// The processes of the incarnation: everything under its shim (which is
 /// where a daemonizing service's processes land too), or the main process
@@ -196,7 +201,7 @@ fn restore(shared: &Mutex<Tracked>, still_ours: &StillOurs) -> serde_json::Value
             json!({"pid": l.proc.pid, "restored_soft": l.before, "outcome": outcome})
         })
         .collect();
-    let done = json!({"target_replaced": replaced, "processes": outcomes});
+    let done = json!({"target_replaced": replaced, "processes": outcomes, "not_lowered": t.missed});
     t.restored = Some(done.clone());
     done
 }
@@ -273,7 +278,15 @@ impl FdHold {
                     }
                     let mut t = watched.lock().unwrap_or_else(|e| e.into_inner());
                     if t.restored.is_none() {
-                        lower_new(&mut t, root, main, headroom, true);
+                        for (pid, e) in lower_new(&mut t, root, main, headroom, true) {
+                            // One that died before it could be lowered missed nothing.
+                            if t.missed.len() < MISSED_KEPT
+                                && Path::new(&format!("/proc/{pid}")).exists()
+                            {
+                                t.missed
+                                    .push(format!("pid {pid} ({}): {e}", procfs::cmdline(pid)));
+                            }
+                        }
                     }
                 }
                 restore(&watched, &ours);
