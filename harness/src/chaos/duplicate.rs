@@ -65,7 +65,7 @@ fn last_lines(path: &Path) -> Vec<String> {
 }
 
 /// Refused: it exited on its own, with a non-zero code, not by a signal.
-pub fn refused(exit_code: Option<i32>, signal: Option<i32>) -> bool {
+fn refused(exit_code: Option<i32>, signal: Option<i32>) -> bool {
     signal.is_none() && exit_code.is_some_and(|c| c != 0)
 }
 

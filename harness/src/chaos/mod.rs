@@ -6,13 +6,20 @@
 //! restored, a lock always released, a duplicate always gone. Chaos never
 //! restarts anything: that is the supervisor's job, and watching it do so is
 //! the point.
+//!
+//! Undoing never blocks the runtime (a lock is let go by its own thread, a
+//! limit restored with a few syscalls), and never reaches a process the
+//! fault did not hit: stopped processes and lowered limits are held by
+//! pidfd, and once the supervisor has replaced the incarnation the undo is
+//! journaled with `target_replaced` and touches nothing.
+//!
+//! One file per family: `process` (hang, pidfds), `limits` (fd
+//! exhaustion), `sqlite` (locks), `duplicate` (a second instance).
 
 mod duplicate;
 mod limits;
 mod process;
 mod sqlite;
-
-pub use duplicate::refused as duplicate_refused;
 
 use crate::clock::now_ms;
 use crate::config::Workload;
