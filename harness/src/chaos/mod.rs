@@ -1,0 +1,333 @@
+//! Chaos: inject one fault, and always undo it.
+//!
+//! A [`Fault`] owns its undo. [`Fault::roll_back`] undoes it on the normal
+//! path; `Drop` undoes it on every other path (an early return, Ctrl-C, a
+//! panic), so a stopped process is always continued, a lowered limit always
+//! restored, a lock always released, a duplicate always gone. Chaos never
+//! restarts anything: that is the supervisor's job, and watching it do so is
+//! the point.
+//!
+//! Undoing never blocks the runtime (a lock is let go by its own thread, a
+//! limit restored with a few syscalls), and never reaches a process the
+//! fault did not hit: stopped processes and lowered limits are held by
+//! pidfd, and once the supervisor has replaced the incarnation the undo is
+//! journaled with `target_replaced` and touches nothing.
+//!
+//! One file per family: `process` (hang, pidfds), `limits` (fd
+//! exhaustion), `sqlite` (locks), `duplicate` (a second instance).
+
+mod duplicate;
+mod limits;
+mod process;
+mod sqlite;
+
+use crate::clock::now_ms;
+use crate::config::Workload;
+use crate::config::scenario::{Action, Step};
+use crate::config::units::signal_name;
+use crate::plan::Plan;
+use crate::record::{Recorder, Severity};
+use crate::supervise::{ServiceState, Supervisor};
+use duplicate::DuplicateHold;
+use limits::FdHold;
+use process::Pidfd;
+use serde_json::json;
+use sqlite::LockHold;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub struct Fault {
+    pub step: usize,
+    pub target: String,
+    pub action: &'static str,
+    pub injected_at: i64,
+    /// The incarnation the fault hit, to notice when the supervisor acted.
+    pub incarnation: Option<i64>,
+    /// The target's live state: an undo aimed at an incarnation that has
+    /// been replaced touches nothing.
+    state: watch::Receiver<ServiceState>,
+    undo: Undo,
+}
+
+enum Undo {
+    Nothing,
+    /// Stopped processes, by pidfd: a pid reused since is never signalled.
+    Continue(Vec<Pidfd>),
+    Rlimit(FdHold),
+    Lock(LockHold),
+    Duplicate(DuplicateHold),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot inject {action} into {target}: {why}")]
+pub struct InjectError {
+    pub action: &'static str,
+    pub target: String,
+    pub why: String,
+}
+
+/// Injects `step` (number `index` of its scenario) into the running services.
+pub async fn inject(
+    index: usize,
+    step: &Step,
+    sup: &Arc<Supervisor>,
+    plan: &Plan,
+    rec: &Recorder,
+    shim_exe: &Path,
+    consistency: Option<&Workload>,
+) -> Result<Fault, InjectError> {
+    let err = |why: String| InjectError {
+        action: step.action.name(),
+        target: step.target.clone(),
+        why,
+    };
+    let sp = plan
+        .service(&step.target)
+        .ok_or_else(|| err("not in this run".into()))?;
+    let live = sup.state(&step.target).map_err(|e| err(e.to_string()))?;
+    let state = live.borrow().clone();
+    let pid = state.pid.ok_or_else(|| err("it is not running".into()))?;
+    let (undo, detail, text) = match &step.action {
+        Action::Link { .. } => return Err(err("link faults are injected by the link proxy".into())),
+        Action::Kill { signal, scope } => {
+            let pids = sup
+                .signal(&step.target, *signal, *scope, true)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            let text = format!("kill -{} {:?} {pids:?}", signal_name(*signal), scope);
+            (
+                Undo::Nothing,
+                json!({"signal": signal_name(*signal), "scope": scope, "pids": pids}),
+                text,
+            )
+        }
+        Action::Hang { scope, hold } => {
+            let pids = sup
+                .signal(&step.target, libc::SIGSTOP, *scope, false)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            if pids.is_empty() {
+                return Err(err(format!("no process in scope {scope:?} to stop")));
+            }
+            let text = format!("SIGSTOP {:?} {pids:?}", scope);
+            (
+                Undo::Continue(process::pidfds(&pids)),
+                json!({"scope": scope, "pids": pids, "hold_ms": hold.map(|h| h.as_millis() as u64)}),
+                text,
+            )
+        }
+        Action::FdExhaustion { headroom, hold } => {
+            let (ours, incarnation) = (live.clone(), state.incarnation);
+            let still_ours: limits::StillOurs =
+                Arc::new(move || ours.borrow().incarnation == incarnation);
+            let (fd_hold, detail) =
+                FdHold::start(pid, *headroom as u64, *hold, still_ours).map_err(err)?;
+            let text = format!(
+                "RLIMIT_NOFILE of pid {pid}: {} -> {} ({} open), and of {} other process(es) of the incarnation",
+                detail["soft_before"],
+                detail["soft"],
+                detail["open"],
+                detail["processes"]
+                    .as_array()
+                    .map_or(0, |a| a.len().saturating_sub(1)),
+            );
+            let mut detail = detail;
+            detail["hold_ms"] = json!(hold.as_millis() as u64);
+            (Undo::Rlimit(fd_hold), detail, text)
+        }
+        Action::SqliteLock { mode, hold, db } => {
+            let idx = db
+                .as_ref()
+                .and_then(|d| sp.config.sqlite.iter().position(|s| s == d))
+                .unwrap_or(0);
+            let path = sp
+                .sqlite
+                .get(idx)
+                .cloned()
+                .ok_or_else(|| err("no sqlite database".into()))?;
+            let (lock, facts) = sqlite::hold(path.clone(), *mode, *hold)
+                .await
+                .map_err(err)?;
+            let mut detail = json!({"db": path, "mode": mode, "hold_ms": hold.as_millis() as u64});
+            for (k, v) in facts.as_object().into_iter().flatten() {
+                detail[k] = v.clone();
+            }
+            (
+                Undo::Lock(lock),
+                detail,
+                format!("{mode:?} lock on {}", path.display()),
+            )
+        }
+        Action::Duplicate { hold } => {
+            let (dup, detail) =
+                duplicate::start(sp, shim_exe, *hold, index, rec, consistency.cloned())
+                    .await
+                    .map_err(err)?;
+            let text = format!("duplicate instance {detail} on {}", sp.data_dir.display());
+            (Undo::Duplicate(dup), detail, text)
+        }
+        Action::Stop => {
+            let s = &sp.config.stop;
+            let (sup, rec, target) = (sup.clone(), rec.clone(), step.target.clone());
+            let grace_ms = s.grace.ms();
+            tokio::spawn(async move {
+                let outcome = sup.stop(&target).await.ok().flatten();
+                let (detail, sev, text) = match outcome {
+                    Some(o) => (
+                        json!({"step": index, "took_ms": o.took.as_millis() as u64, "exit_code": o.exit_code,
+                               "signal": o.signal.map(signal_name), "killed_after_grace": o.killed_after_grace, "grace_ms": grace_ms}),
+                        if o.killed_after_grace {
+                            Severity::Bad
+                        } else {
+                            Severity::Good
+                        },
+                        if o.killed_after_grace {
+                            format!("still running after the {grace_ms} ms grace: killed")
+                        } else {
+                            format!(
+                                "stopped in {} ms, exit {:?}",
+                                o.took.as_millis(),
+                                o.exit_code
+                            )
+                        },
+                    ),
+                    None => (
+                        json!({"step": index, "error": "not running"}),
+                        Severity::Bad,
+                        "was not running".to_string(),
+                    ),
+                };
+                rec.event(Some(&target), "stop-result", detail, sev, text);
+            });
+            (
+                Undo::Nothing,
+                json!({"signal": signal_name(s.signal.0), "grace_ms": s.grace.ms()}),
+                format!(
+                    "graceful stop: SIG{} with {} grace",
+                    signal_name(s.signal.0),
+                    crate::clock::human(s.grace.0)
+                ),
+            )
+        }
+    };
+    let injected_at = now_ms();
+    let mut detail = detail;
+    detail["step"] = json!(index);
+    detail["action"] = json!(step.action.name());
+    detail["incarnation"] = json!(state.incarnation);
+    rec.event(
+        Some(&step.target),
+        "fault-injected",
+        detail,
+        Severity::Warn,
+        format!("fault: {text}"),
+    );
+    Ok(Fault {
+        step: index,
+        target: step.target.clone(),
+        action: step.action.name(),
+        injected_at,
+        incarnation: state.incarnation,
+        state: live,
+        undo,
+    })
+}
+
+impl Fault {
+    /// Undoes the fault and journals it. Idempotent with `Drop`. Never
+    /// blocks the runtime: a lock is released by its own thread, and only
+    /// awaited here.
+    pub async fn roll_back(mut self, rec: &Recorder) {
+        let mut detail = match &mut self.undo {
+            Undo::Duplicate(dup) => {
+                if let Some(r) = dup.release.take() {
+                    let _ = r.send(());
+                }
+                if let Some(t) = dup.task.take() {
+                    let _ = t.await;
+                }
+                json!({})
+            }
+            // A lock is on a file, not on an incarnation: always released.
+            Undo::Lock(lock) => json!({"released": lock.release().await}),
+            _ => self.undo_now(),
+        };
+        self.undo = Undo::Nothing;
+        let replaced = self.replaced();
+        if detail.get("target_replaced").is_none() {
+            detail["target_replaced"] = json!(replaced);
+        }
+        detail["step"] = json!(self.step);
+        detail["action"] = json!(self.action);
+        detail["incarnation"] = json!(self.incarnation);
+        detail["held_ms"] = json!(now_ms() - self.injected_at);
+        let text = if detail["target_replaced"] == true {
+            format!(
+                "{} ended after {} ms: its incarnation was replaced, so nothing was touched",
+                self.action,
+                now_ms() - self.injected_at
+            )
+        } else {
+            format!(
+                "rolled back {} after {} ms",
+                self.action,
+                now_ms() - self.injected_at
+            )
+        };
+        rec.event(
+            Some(&self.target),
+            "fault-rolled-back",
+            detail,
+            Severity::Info,
+            text,
+        );
+    }
+
+    fn replaced(&self) -> bool {
+        self.target_replaced(self.state.borrow().incarnation)
+    }
+
+    /// The synchronous part of every undo, safe to call from `Drop`: a few
+    /// syscalls and channel sends, never a wait.
+    fn undo_now(&mut self) -> serde_json::Value {
+        let replaced = self.replaced();
+        match std::mem::replace(&mut self.undo, Undo::Nothing) {
+            Undo::Nothing => json!({}),
+            Undo::Continue(procs) if replaced => {
+                let untouched: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+                json!({"target_replaced": true, "continued": [], "untouched": untouched})
+            }
+            Undo::Continue(procs) => {
+                let (continued, gone) = process::continue_all(&procs);
+                json!({"target_replaced": false, "continued": continued, "gone": gone})
+            }
+            Undo::Rlimit(mut hold) => hold.release(),
+            // Dropping it makes its thread roll back and close.
+            Undo::Lock(lock) => {
+                drop(lock);
+                json!({})
+            }
+            Undo::Duplicate(mut dup) => {
+                if let Some(r) = dup.release.take() {
+                    let _ = r.send(());
+                }
+                // If the runtime is gone the task is dropped with its shim,
+                // whose closed pipe makes it kill the duplicate's tree.
+                drop(dup.task.take());
+                json!({})
+            }
+        }
+    }
+
+    /// True once the process the fault hit is gone (the supervisor acted).
+    pub fn target_replaced(&self, current: Option<i64>) -> bool {
+        current != self.incarnation
+    }
+}
+
+impl Drop for Fault {
+    fn drop(&mut self) {
+        self.undo_now();
+    }
+}
