@@ -6,6 +6,7 @@
 
 #[path = "it/common.rs"]
 mod common;
+mod support;
 
 use common::{Running, Sandbox, descendants, events};
 use serde_json::Value;
