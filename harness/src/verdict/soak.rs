@@ -1,13 +1,12 @@
 //! Soak expectations: trends of RSS, fds and threads per incarnation, RSS
-//! growth and peak, restart budget, availability, latency and WAL size. Pure
-//! functions of the journal's samples and events.
+//! growth and peak, restart budget and WAL size. Pure functions of the
+//! journal's samples and incarnations.
 
 use super::trend::{self, Decision, Metric, Params};
-use super::{Assertion, Verdict, bytes};
+use super::{Assertion, Judge, Verdict, bytes};
 use crate::clock::{human, rfc3339_ms};
 use crate::config::scenario::Scenario;
-use crate::journal::{RunData, SampleRow};
-use crate::workload::LatencyHistogram;
+use crate::journal::{Cause, RunData, SampleRow};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ fn segments<'a>(data: &'a RunData, service: &str) -> Vec<(i64, Vec<&'a SampleRow
         .collect()
 }
 
-fn push(
+pub(super) fn push(
     out: &mut Vec<Assertion>,
     name: &str,
     service: &str,
@@ -52,7 +51,8 @@ fn push(
     });
 }
 
-pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
+pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
+    let (out, data) = (&mut j.out, j.data);
     let e = &sc.expect;
     let warmup = e.warmup.map_or(5 * 60_000, |d| d.0.as_millis() as i64);
     let min_span = e.min_span.map_or(30 * 60_000, |d| d.0.as_millis() as i64);
@@ -222,104 +222,6 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
             }
         }
     }
-    for w in &sc.workloads {
-        let service = sc.config.workloads[w].service.get_ref().clone();
-        let loads: Vec<_> = data
-            .events
-            .iter()
-            .filter(|e| e.kind == "load" && e.detail["workload"] == w.as_str())
-            .collect();
-        let sent: u64 = loads
-            .iter()
-            .map(|e| e.detail["sent"].as_u64().unwrap_or(0))
-            .sum();
-        let ok: u64 = loads
-            .iter()
-            .map(|e| e.detail["ok"].as_u64().unwrap_or(0))
-            .sum();
-        if let Some(min) = e.availability_min {
-            let expected = format!(">= {:.3}%", min.0 * 100.0);
-            if sent == 0 {
-                push(
-                    out,
-                    "availability_min",
-                    &service,
-                    Verdict::Unknown,
-                    [
-                        expected,
-                        "no requests".into(),
-                        format!("workload {w} sent no requests"),
-                    ],
-                    None,
-                );
-            } else {
-                let a = ok as f64 / sent as f64;
-                let v = if a >= min.0 {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail
-                };
-                push(
-                    out,
-                    "availability_min",
-                    &service,
-                    v,
-                    [
-                        expected,
-                        format!("{:.3}%", a * 100.0),
-                        format!(
-                            "{ok} of {sent} requests of {w} succeeded ({:.3}%)",
-                            a * 100.0
-                        ),
-                    ],
-                    None,
-                );
-            }
-        }
-        if let Some(max) = e.latency_p99_max {
-            let mut h = LatencyHistogram::default();
-            for e in &loads {
-                h.merge_json(&e.detail["histogram"]);
-            }
-            let expected = format!("p99 <= {}", human(max.0));
-            match h.quantile_ms(0.99) {
-                None => push(
-                    out,
-                    "latency_p99_max",
-                    &service,
-                    Verdict::Unknown,
-                    [
-                        expected,
-                        "no requests".into(),
-                        format!("workload {w} measured no latency"),
-                    ],
-                    None,
-                ),
-                Some(p99) => {
-                    let v = if p99 <= max.0.as_secs_f64() * 1000.0 {
-                        Verdict::Pass
-                    } else {
-                        Verdict::Fail
-                    };
-                    push(
-                        out,
-                        "latency_p99_max",
-                        &service,
-                        v,
-                        [
-                            expected,
-                            format!("{p99:.1} ms"),
-                            format!(
-                                "p99 latency of {w} was {p99:.1} ms over {} requests (open loop)",
-                                h.count()
-                            ),
-                        ],
-                        None,
-                    );
-                }
-            }
-        }
-    }
 }
 
 /// Growth of each incarnation from its first to its last tenth (medians,
@@ -417,8 +319,8 @@ fn restart_budget(
         .windows(2)
         .filter(|w| {
             matches!(
-                w[0].cause.as_deref(),
-                Some("unplanned" | "hung" | "gave-up")
+                w[0].cause,
+                Some(Cause::Unplanned | Cause::Hung | Cause::GaveUp)
             )
         })
         .map(|w| w[1].started_at)

@@ -2,8 +2,7 @@
 
 use super::*;
 use crate::config::Config;
-use crate::journal::RunRow;
-use serde_json::json;
+use crate::journal::{Cause, Event, FaultParams, OrphanProcess, RunRow};
 use std::path::Path;
 
 const CONFIG: &str = r#"
@@ -24,14 +23,72 @@ fn scenario(body: &str) -> Scenario {
     Scenario::parse_with(Path::new("/s/x.toml"), &src, |p| Config::parse(p, CONFIG)).unwrap()
 }
 
-fn ev(ts: i64, service: &str, kind: &str, detail: Value) -> EventRow {
-    EventRow {
-        id: ts,
+fn ev(ts: i64, service: &str, event: Event) -> EventRow {
+    EventRow::new(ts, ts, Some(service), event)
+}
+
+fn fault(ts: i64, service: &str, step: usize, action: &str) -> EventRow {
+    fault_with(ts, service, step, action, FaultParams::default())
+}
+
+fn fault_with(ts: i64, service: &str, step: usize, action: &str, params: FaultParams) -> EventRow {
+    ev(
         ts,
-        service: Some(service.into()),
-        kind: kind.into(),
-        detail,
-    }
+        service,
+        Event::FaultInjected {
+            step,
+            action: action.into(),
+            incarnation: Some(1),
+            params,
+        },
+    )
+}
+
+fn exited(ts: i64, service: &str, cause: Cause) -> EventRow {
+    ev(
+        ts,
+        service,
+        Event::Exited {
+            pid: 1001,
+            incarnation: 1,
+            exit_code: None,
+            signal: Some("KILL".into()),
+            cause,
+            orphans: 0,
+            killed_after_grace: false,
+            up_ms: 5_000,
+            log_bytes: 0,
+        },
+    )
+}
+
+fn ready(ts: i64, service: &str) -> EventRow {
+    ev(
+        ts,
+        service,
+        Event::Ready {
+            incarnation: 2,
+            after_ms: 100,
+        },
+    )
+}
+
+fn load(ts: i64, service: &str, workload: &str, sent: u64, failed: u64) -> EventRow {
+    ev(
+        ts,
+        service,
+        Event::Load {
+            workload: workload.into(),
+            sent,
+            ok: sent - failed,
+            failed,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            max_ms: 3.0,
+            errors: Vec::new(),
+            histogram: serde_json::Value::Null,
+        },
+    )
 }
 
 fn inc(
@@ -39,7 +96,7 @@ fn inc(
     service: &str,
     start: i64,
     end: Option<i64>,
-    cause: Option<&str>,
+    cause: Option<Cause>,
     orphans: i64,
 ) -> IncarnationRow {
     IncarnationRow {
@@ -51,7 +108,7 @@ fn inc(
         ended_at: end,
         exit_code: None,
         signal: end.map(|_| "KILL".into()),
-        cause: cause.map(str::to_string),
+        cause,
         orphans: Some(orphans),
     }
 }
@@ -86,18 +143,13 @@ fn a_quick_recovery_passes_healthy_within_and_restarts() {
     ));
     let d = data(
         vec![
-            inc(1, "gateway", 0, Some(5_010), Some("planned"), 0),
-            inc(2, "gateway", 5_120, Some(60_000), Some("stopped"), 0),
+            inc(1, "gateway", 0, Some(5_010), Some(Cause::Planned), 0),
+            inc(2, "gateway", 5_120, Some(60_000), Some(Cause::Stopped), 0),
         ],
         vec![
-            ev(
-                5_000,
-                "gateway",
-                "fault-injected",
-                json!({"step": 0, "action": "kill"}),
-            ),
-            ev(5_010, "gateway", "exited", json!({})),
-            ev(7_400, "gateway", "ready", json!({})),
+            fault(5_000, "gateway", 0, "kill"),
+            exited(5_010, "gateway", Cause::Planned),
+            ready(7_400, "gateway"),
         ],
     );
     let a = judge(&sc, &d);
@@ -113,14 +165,21 @@ fn a_quick_recovery_passes_healthy_within_and_restarts() {
 fn orphans_holding_the_port_fail_with_their_pids() {
     let sc = scenario(&format!("{KILL}[expect]\nno_orphans = true\n"));
     let d = data(
-        vec![inc(1, "gateway", 0, Some(5_010), Some("planned"), 2)],
+        vec![inc(1, "gateway", 0, Some(5_010), Some(Cause::Planned), 2)],
         vec![ev(
             5_200,
             "gateway",
-            "orphans",
-            json!({"pid": 1001, "orphans": [
-            {"pid": 1002, "command": "gateway --worker", "holds_port": true},
-            {"pid": 1003, "command": "gateway --worker", "holds_port": true}]}),
+            Event::Orphans {
+                pid: 1001,
+                incarnation: 1,
+                orphans: [1002, 1003]
+                    .map(|pid| OrphanProcess {
+                        pid,
+                        command: "gateway --worker".into(),
+                        holds_port: true,
+                    })
+                    .into(),
+            },
         )],
     );
     let a = judge(&sc, &d);
@@ -148,19 +207,9 @@ fn an_undetected_hang_fails_naming_green_health_and_failed_work() {
     let sc = scenario(
         "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nscope = \"children\"\nfor = \"15s\"\n[expect]\ndetected_within = \"10s\"\n",
     );
-    let mut events = vec![ev(
-        5_000,
-        "gateway",
-        "fault-injected",
-        json!({"step": 0, "action": "hang"}),
-    )];
+    let mut events = vec![fault(5_000, "gateway", 0, "hang")];
     for s in 6..=15 {
-        events.push(ev(
-            s * 1000,
-            "gateway",
-            "load",
-            json!({"sent": 5, "failed": 5}),
-        ));
+        events.push(load(s * 1000, "gateway", "items", 5, 5));
     }
     let a = judge(
         &sc,
@@ -181,19 +230,9 @@ fn a_hang_the_probe_cannot_see_fails_healthy_within_only_when_work_failed() {
         "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nscope = \"children\"\nfor = \"5s\"\n[expect]\nhealthy_within = \"15s\"\n",
     );
     let judged = |failed: u64| {
-        let mut events = vec![ev(
-            5_000,
-            "gateway",
-            "fault-injected",
-            json!({"step": 0, "action": "hang"}),
-        )];
+        let mut events = vec![fault(5_000, "gateway", 0, "hang")];
         for s in 6..=10 {
-            events.push(ev(
-                s * 1000,
-                "gateway",
-                "load",
-                json!({"sent": 5, "failed": failed}),
-            ));
+            events.push(load(s * 1000, "gateway", "items", 5, failed));
         }
         judge(
             &sc,
@@ -219,13 +258,16 @@ fn a_detected_hang_passes() {
     let d = data(
         vec![],
         vec![
+            fault(5_000, "gateway", 0, "hang"),
             ev(
-                5_000,
+                8_200,
                 "gateway",
-                "fault-injected",
-                json!({"step": 0, "action": "hang"}),
+                Event::Hung {
+                    pid: 1001,
+                    reason: "3 consecutive probe failures".into(),
+                    ready: true,
+                },
             ),
-            ev(8_200, "gateway", "hung", json!({})),
         ],
     );
     let a = judge(&sc, &d);
@@ -243,9 +285,14 @@ fn lost_writes_are_named_and_no_readback_is_unknown() {
         vec![ev(
             50_000,
             "store",
-            "readback",
-            json!({"workload": "items", "checked": 40, "missing_count": 3,
-        "missing": ["k17: status 404", "k18: status 404", "k19: status 404"]}),
+            Event::Readback {
+                workload: "items".into(),
+                checked: 40,
+                missing_count: 3,
+                missing: ["k17", "k18", "k19"]
+                    .map(|k| format!("{k}: status 404"))
+                    .into(),
+            },
         )],
     );
     let a = judge(&sc, &d);
@@ -267,17 +314,29 @@ fn an_ignored_sigterm_fails_stops_within_and_exit_code() {
     let d = data(
         vec![],
         vec![
-            ev(
+            fault_with(
                 5_000,
                 "gateway",
-                "fault-injected",
-                json!({"step": 0, "action": "stop", "signal": "TERM"}),
+                0,
+                "stop",
+                FaultParams {
+                    signal: Some("TERM".into()),
+                    grace_ms: Some(5_000),
+                    ..FaultParams::default()
+                },
             ),
             ev(
                 10_010,
                 "gateway",
-                "stop-result",
-                json!({"step": 0, "took_ms": 5010, "exit_code": null, "signal": "KILL", "killed_after_grace": true, "grace_ms": 5000}),
+                Event::StopResult {
+                    step: 0,
+                    took_ms: Some(5_010),
+                    exit_code: None,
+                    signal: Some("KILL".into()),
+                    killed_after_grace: Some(true),
+                    grace_ms: Some(5_000),
+                    error: None,
+                },
             ),
         ],
     );
@@ -298,17 +357,12 @@ fn a_crash_during_a_fault_fails_survives() {
     let sc = scenario(
         "[[steps]]\nat = \"5s\"\naction = \"fd-exhaustion\"\ntarget = \"gateway\"\nfor = \"5s\"\n[expect]\nsurvives = true\n",
     );
-    let mut crashed = inc(1, "gateway", 0, Some(5_800), Some("unplanned"), 0);
+    let mut crashed = inc(1, "gateway", 0, Some(5_800), Some(Cause::Unplanned), 0);
     crashed.exit_code = Some(1);
     crashed.signal = None;
     let d = data(
         vec![crashed],
-        vec![ev(
-            5_000,
-            "gateway",
-            "fault-injected",
-            json!({"step": 0, "action": "fd-exhaustion"}),
-        )],
+        vec![fault(5_000, "gateway", 0, "fd-exhaustion")],
     );
     let a = judge(&sc, &d);
     assert_eq!(

@@ -7,6 +7,10 @@
 //! SIGKILLed: a torn batch is rolled back on the next open, so at most the
 //! last quarter second is lost.
 
+mod event;
+
+pub use event::{Event, FaultParams, FaultUndone, OrphanProcess, ScheduledFault};
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use std::path::Path;
@@ -67,6 +71,34 @@ impl Cause {
             Cause::GaveUp => "gave-up",
             Cause::Stopped => "stopped",
         }
+    }
+
+    /// The cause named `s` in the journal, if this version knows it.
+    pub fn parse(s: &str) -> Option<Cause> {
+        [
+            Cause::Planned,
+            Cause::Unplanned,
+            Cause::Hung,
+            Cause::GaveUp,
+            Cause::Stopped,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cause reads as its journal name, so `row.cause.as_deref() ==
+/// Some("hung")` keeps working for code written when the column was a string.
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -163,6 +195,8 @@ impl JournalTx {
         let _ = self.tx.send(r);
     }
 
+    /// Journals an event given as kind and JSON. Only for emitters not yet
+    /// converted to [`JournalTx::emit`] (chaos.rs).
     pub fn event(&self, service: Option<&str>, kind: &str, detail: serde_json::Value) {
         self.send(Record::Event {
             ts: crate::clock::now_ms(),
@@ -170,6 +204,12 @@ impl JournalTx {
             kind: kind.to_string(),
             detail,
         });
+    }
+
+    /// Journals `event` now.
+    pub fn emit(&self, service: Option<&str>, event: &Event) {
+        let (kind, detail) = event.to_row();
+        self.event(service, &kind, detail);
     }
 
     /// Incarnation ids are handed out here, not by SQLite, so the supervisor
@@ -465,17 +505,39 @@ pub struct IncarnationRow {
     pub ended_at: Option<i64>,
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
-    pub cause: Option<String>,
+    /// None while it runs, and for a cause this version does not know.
+    pub cause: Option<Cause>,
     pub orphans: Option<i64>,
 }
 
+/// One row of `events`. `kind` and `detail` are the row as stored (for
+/// display and ad-hoc reading); verdicts and reports judge `event`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct EventRow {
     pub id: i64,
     pub ts: i64,
     pub service: Option<String>,
     pub kind: String,
+    /// A load event's histogram is moved to `event` (it is most of the
+    /// row's size), so it is absent here.
     pub detail: serde_json::Value,
+    #[serde(skip)]
+    pub event: Event,
+}
+
+impl EventRow {
+    /// The row `event` is written as (for tests and tools that build runs).
+    pub fn new(id: i64, ts: i64, service: Option<&str>, event: Event) -> EventRow {
+        let (kind, detail) = event.to_row();
+        EventRow {
+            id,
+            ts,
+            service: service.map(str::to_string),
+            kind,
+            detail,
+            event,
+        }
+    }
 }
 
 /// Keeps a load event's latency histogram as its JSON text. Parsed, each
@@ -488,6 +550,36 @@ fn compact_histogram(detail: &mut serde_json::Value) {
         && !h.is_string()
     {
         *h = serde_json::Value::String(h.to_string());
+    }
+}
+
+impl EventRow {
+    /// Reads a stored row into its [`Event`] (an [`Event::Unreadable`] if
+    /// this version cannot).
+    pub fn from_row(
+        id: i64,
+        ts: i64,
+        service: Option<&str>,
+        kind: String,
+        mut detail: serde_json::Value,
+    ) -> EventRow {
+        if kind == "load" {
+            compact_histogram(&mut detail);
+        }
+        let (event, mut detail) = Event::parse(&kind, detail);
+        if let Some(d) = detail.as_object_mut()
+            && matches!(event, Event::Load { .. })
+        {
+            d.remove("histogram");
+        }
+        EventRow {
+            id,
+            ts,
+            service: service.map(str::to_string),
+            kind,
+            detail,
+            event,
+        }
     }
 }
 
@@ -536,7 +628,10 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 ended_at: r.get(5)?,
                 exit_code: r.get(6)?,
                 signal: r.get(7)?,
-                cause: r.get(8)?,
+                cause: r
+                    .get::<_, Option<String>>(8)?
+                    .as_deref()
+                    .and_then(Cause::parse),
                 orphans: r.get(9)?,
             })
         })
@@ -549,19 +644,14 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
     let events = stmt
         .query_map([], |r| {
             let detail: String = r.get(4)?;
-            let kind: String = r.get(3)?;
-            let mut detail =
-                serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
-            if kind == "load" {
-                compact_histogram(&mut detail);
-            }
-            Ok(EventRow {
-                id: r.get(0)?,
-                ts: r.get(1)?,
-                service: r.get(2)?,
-                kind,
+            let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
+            Ok(EventRow::from_row(
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, Option<String>>(2)?.as_deref(),
+                r.get(3)?,
                 detail,
-            })
+            ))
         })
         .map_err(wrap)?
         .collect::<Result<Vec<_>, _>>()
@@ -663,15 +753,95 @@ mod tests {
             cause: Cause::GaveUp,
             orphans: 0,
         });
-        tx.event(Some("a"), "started", serde_json::json!({"pid": 42}));
+        let started = Event::Started {
+            pid: 42,
+            incarnation: id,
+        };
+        tx.emit(Some("a"), &started);
         drop(tx);
         journal.close();
         let data = read(&path).unwrap();
         assert_eq!(data.run.unwrap().id, "r1");
         assert_eq!(data.incarnations.len(), 1);
-        assert_eq!(data.incarnations[0].cause.as_deref(), Some("gave-up"));
+        assert_eq!(data.incarnations[0].cause, Some(Cause::GaveUp));
         assert_eq!(data.incarnations[0].exit_code, Some(3));
-        assert_eq!(data.events[0].detail["pid"], 42);
+        // The row layout people query with sqlite3 is what it always was.
+        assert_eq!(data.events[0].kind, "started");
+        assert_eq!(
+            data.events[0].detail,
+            serde_json::json!({"pid": 42, "incarnation": id})
+        );
+        assert_eq!(data.events[0].event, started);
+    }
+
+    /// chaos.rs still journals kind + JSON; those rows read back typed.
+    #[test]
+    fn rows_written_as_json_read_back_as_typed_events() {
+        let row = |kind: &str, detail| EventRow::from_row(1, 2, Some("a"), kind.into(), detail);
+        let stop = row(
+            "stop-result",
+            serde_json::json!({"step": 1, "took_ms": 40, "exit_code": 0, "signal": null,
+                "killed_after_grace": false, "grace_ms": 5000}),
+        );
+        assert_eq!(
+            stop.event,
+            Event::StopResult {
+                step: 1,
+                took_ms: Some(40),
+                exit_code: Some(0),
+                signal: None,
+                killed_after_grace: Some(false),
+                grace_ms: Some(5000),
+                error: None,
+            }
+        );
+        let fault = row(
+            "fault-injected",
+            serde_json::json!({"signal": "KILL", "scope": "main", "pids": [7],
+                "step": 0, "action": "kill", "incarnation": 3}),
+        );
+        let Event::FaultInjected {
+            step: 0,
+            incarnation: Some(3),
+            params,
+            ..
+        } = &fault.event
+        else {
+            panic!("{fault:?}");
+        };
+        assert_eq!(params.pids, Some(vec![7]));
+        assert_eq!(params.signal.as_deref(), Some("KILL"));
+    }
+
+    /// A row of another soak version is kept as a row and judged as
+    /// missing, with the reason, never a panic.
+    #[test]
+    fn an_unknown_kind_or_shape_reads_as_unreadable() {
+        let unknown = EventRow::from_row(
+            1,
+            2,
+            None,
+            "from-the-future".into(),
+            serde_json::json!({"x": 1}),
+        );
+        let Event::Unreadable { why } = &unknown.event else {
+            panic!("{unknown:?}");
+        };
+        assert!(why.contains("from-the-future"), "{why}");
+        assert_eq!(unknown.detail, serde_json::json!({"x": 1}));
+        let renamed = EventRow::from_row(
+            1,
+            2,
+            None,
+            "ready".into(),
+            serde_json::json!({"incarnation": 1, "after": 5}),
+        );
+        let Event::Unreadable { why } = &renamed.event else {
+            panic!("{renamed:?}");
+        };
+        assert!(why.contains("after_ms"), "{why}");
+        let text = EventRow::from_row(1, 2, None, "exited".into(), "not json".into());
+        assert!(matches!(text.event, Event::Unreadable { .. }));
     }
 
     /// A load event's histogram comes back as text (compact in memory) and
@@ -687,19 +857,35 @@ mod tests {
         for ms in 1..=500 {
             h.record(f64::from(ms));
         }
-        tx.event(
+        tx.emit(
             Some("a"),
-            "load",
-            serde_json::json!({"workload": "w", "sent": 500, "histogram": h.to_json()}),
+            &Event::Load {
+                workload: "w".into(),
+                sent: 500,
+                ok: 500,
+                failed: 0,
+                p50_ms: 250.0,
+                p99_ms: 495.0,
+                max_ms: 500.0,
+                errors: Vec::new(),
+                histogram: h.to_json(),
+            },
         );
         drop(tx);
         journal.close();
         let data = read(&path).unwrap();
-        let detail = &data.events[0].detail;
-        assert!(detail["histogram"].is_string(), "{detail}");
-        assert_eq!(detail["sent"], 500);
+        let Event::Load {
+            sent, histogram, ..
+        } = &data.events[0].event
+        else {
+            panic!("{:?}", data.events[0]);
+        };
+        assert!(histogram.is_string(), "{histogram}");
+        assert_eq!(*sent, 500);
+        // Kept once, in the event, not again in the row's detail.
+        assert!(data.events[0].detail.get("histogram").is_none());
         let mut merged = LatencyHistogram::default();
-        merged.merge_json(&detail["histogram"]);
+        merged.merge_json(histogram);
         assert_eq!(merged.count(), 500);
         assert_eq!(merged.quantile_ms(0.99), h.quantile_ms(0.99));
     }
