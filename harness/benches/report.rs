@@ -162,6 +162,7 @@ fn assertions() -> Vec<Assertion> {
         observed: "see reason".into(),
         reason: reason.into(),
         at: Some(T0 + HOURS * HOUR - 1000),
+        trend: None,
     };
     let mut out = vec![a(
         "rss_slope_max",

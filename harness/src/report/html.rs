@@ -20,7 +20,6 @@ use super::xml_escape as esc;
 use crate::clock::{human, rfc3339_ms};
 use crate::journal::{Cause, Event, EventRow, IncarnationRow, RunData, SampleRow};
 use crate::verdict::Verdict;
-use crate::verdict::trend::{self, Metric, Params};
 use chart::{
     Bar, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span, TrendLine,
     downsample,
@@ -524,7 +523,7 @@ impl<'a> Page<'a> {
 
     fn resource_charts(&self, h: &mut String, v: &ServiceView, rows: &[&SampleRow], marks: &Marks) {
         let [rss, cpu, fds, threads] = resource_series(rows).map(|s| downsample(&s, MAX_POINTS));
-        let trend = rss_trend(rows);
+        let trend = rss_trend(self.report, v.name);
         let peak = rss.iter().map(|p| p.v).fold(f64::NAN, f64::max);
         let last = rss.last().map_or(f64::NAN, |p| p.v);
         let _ = write!(
@@ -1080,38 +1079,17 @@ fn resource_series(rows: &[&SampleRow]) -> [Vec<Point>; 4] {
     out
 }
 
-/// The Theil–Sen line of the RSS (MB) of the incarnation sampled last,
-/// after its first 10 %, fitted by the same estimator the verdict uses;
-/// None with fewer than 10 samples or [`MIN_TREND_MS`] to fit.
-fn rss_trend(rows: &[&SampleRow]) -> Option<TrendLine> {
-    let last = rows.iter().max_by_key(|r| r.ts)?.incarnation;
-    let series: Vec<(i64, f64)> = rows
+/// The line the `rss_slope_max` verdict of `service` fitted, in MB: the
+/// chart shows the verdict's own trend, so its label cannot contradict the
+/// assertion beside it. None without that assertion or a fitted line.
+fn rss_trend(report: &Report, service: &str) -> Option<TrendLine> {
+    let fit = report
+        .assertions
         .iter()
-        .filter(|r| r.incarnation == last)
-        .map(|r| (r.ts, r.rss_bytes as f64 / MB))
-        .collect();
-    let (lo, hi) = series
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), (t, _)| {
-            (lo.min(*t), hi.max(*t))
-        });
-    let mut p = Params::new(Metric::Rss, 1.0);
-    p.warmup_ms = (hi.saturating_sub(lo) / 10).max(0);
-    p.min_points = 10;
-    p.min_span_ms = 0;
-    let fit = trend::judge(&series, &p);
-    let slope = fit.slope_per_hour;
-    let pts = trend::after_warmup(&series, p.warmup_ms);
-    let (t_from, t_last) = (pts.first()?.0, pts.last()?.0);
-    if pts.len() < 10 || t_last.saturating_sub(t_from) < MIN_TREND_MS || !slope.is_finite() {
-        return None;
-    }
-    let mut resid: Vec<f64> = pts
-        .iter()
-        .map(|(t, v)| v - slope * (*t as f64 - t_from as f64) / 3_600_000.0)
-        .collect();
-    let mid = resid.len() / 2;
-    let (_, v_from, _) = resid.select_nth_unstable_by(mid, f64::total_cmp);
+        .filter(|a| a.name == "rss_slope_max" && a.service.as_deref() == Some(service))
+        .find_map(|a| a.trend.as_ref())
+        .filter(|fit| fit.to.saturating_sub(fit.from) >= MIN_TREND_MS)?;
+    let slope = fit.slope_per_hour / MB;
     let digits = if slope.abs() < 1.0 { 2 } else { 1 };
     let mut shown = format!("{slope:+.digits$}");
     // A flat line rounds to "-0.00", which reads like a shrinking service.
@@ -1119,9 +1097,9 @@ fn rss_trend(rows: &[&SampleRow]) -> Option<TrendLine> {
         shown = format!("{:.digits$}", 0.0);
     }
     Some(TrendLine {
-        t_from,
-        v_from: *v_from,
-        t_last,
+        t_from: fit.from,
+        v_from: fit.value_at_from / MB,
+        t_last: fit.to,
         per_hour: slope,
         label: format!("trend {shown} MB/h"),
     })
@@ -1152,7 +1130,7 @@ mod tests {
     use super::*;
     use crate::journal::RunRow;
     use crate::report::build;
-    use crate::verdict::Assertion;
+    use crate::verdict::{Assertion, FittedTrend};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -1220,6 +1198,7 @@ mod tests {
             observed: "as observed".into(),
             reason: reason.into(),
             at,
+            trend: None,
         }
     }
 
@@ -1364,7 +1343,7 @@ mod tests {
     }
 
     #[test]
-    fn a_leaking_soak_shows_the_rss_trend_and_its_projection() {
+    fn a_leaking_soak_shows_the_verdicts_rss_trend_and_its_projection() {
         const HOUR: i64 = 3_600_000;
         let end = T0 + 6 * HOUR;
         // 50 MB/h from 100 MB, sampled every 10 s, with a GC-like sawtooth.
@@ -1398,8 +1377,31 @@ mod tests {
             samples,
             ..RunData::default()
         };
-        let reason = "store: RSS grows 50.0 MB/h, above the 10.0 MB/h limit";
-        let report = build(
+        // The verdict's own line, deliberately not what the samples would
+        // refit to: the chart must draw (and label) this one.
+        let reason = "store: RSS grows 42.0 MB/h, above the 10.0 MB/h limit";
+        let mut judged = assertion("rss_slope_max", "store", Verdict::Fail, reason, Some(end));
+        judged.trend = Some(FittedTrend {
+            incarnation: 1,
+            warmup_ms: 5 * 60_000,
+            from: T0 + 5 * 60_000,
+            to: end - 10_000,
+            value_at_from: 104.0 * MB,
+            slope_per_hour: 42.0 * MB,
+            projected_limit_ms: None,
+        });
+        let report = build(&data, None, vec![judged]);
+        let html = render(&report, &data, Path::new("/nonexistent"));
+        assert!(top(&html).contains("href=\"#s0-rss\""));
+        let rss = svg(&html, "s0-rss");
+        assert!(rss.contains("class=\"trend\""));
+        assert!(rss.contains("class=\"projection\""));
+        assert!(rss.contains("✕ rss_slope_max"));
+        let label = &rss[rss.find("trend +").unwrap() + 7..];
+        let slope: f64 = label[..label.find(' ').unwrap()].parse().unwrap();
+        assert_eq!(slope, 42.0);
+        // Without a fitted line in the verdict, no line of its own.
+        let unfitted = build(
             &data,
             None,
             vec![assertion(
@@ -1410,15 +1412,8 @@ mod tests {
                 Some(end),
             )],
         );
-        let html = render(&report, &data, Path::new("/nonexistent"));
-        assert!(top(&html).contains("href=\"#s0-rss\""));
-        let rss = svg(&html, "s0-rss");
-        assert!(rss.contains("class=\"trend\""));
-        assert!(rss.contains("class=\"projection\""));
-        assert!(rss.contains("✕ rss_slope_max"));
-        let label = &rss[rss.find("trend +").unwrap() + 7..];
-        let slope: f64 = label[..label.find(' ').unwrap()].parse().unwrap();
-        assert!((48.0..52.0).contains(&slope), "slope {slope}");
+        let html = render(&unfitted, &data, Path::new("/nonexistent"));
+        assert!(!svg(&html, "s0-rss").contains("class=\"trend\""));
         for id in ["s0-cpu", "s0-fds", "s0-threads"] {
             assert!(svg(&html, id).contains("class=\"line\""), "{id}");
         }

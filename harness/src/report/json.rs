@@ -304,6 +304,7 @@ mod tests {
                 observed: "healthy after 300 ms".into(),
                 reason: "gateway healthy again 300 ms after the kill (limit 15.0 s)".into(),
                 at: Some(1_795_392_003_300),
+                trend: None,
             },
             Assertion {
                 name: "no_orphans".into(),
@@ -314,6 +315,7 @@ mod tests {
                 reason: "2 process(es) outlived gateway's main process (pid 101) <&> \"quoted\""
                     .into(),
                 at: None,
+                trend: None,
             },
             Assertion {
                 name: "writes_survive".into(),
@@ -323,6 +325,7 @@ mod tests {
                 observed: "no read-back".into(),
                 reason: "acknowledged writes of items were not read back".into(),
                 at: None,
+                trend: None,
             },
         ];
         build(&data, Some("kill -9 the gateway".into()), assertions)

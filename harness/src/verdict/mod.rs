@@ -32,6 +32,26 @@ pub struct Assertion {
     pub reason: String,
     /// When it was decided (ms since epoch), to place it on a timeline.
     pub at: Option<i64>,
+    /// The line a trend assertion fitted, so a report draws the verdict's
+    /// own line rather than a refit of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trend: Option<FittedTrend>,
+}
+
+/// A trend verdict's line through one incarnation's samples after the
+/// warm-up: `value_at_from + slope_per_hour * (t - from) / 1 h`, in the
+/// metric's own unit (bytes for RSS).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FittedTrend {
+    pub incarnation: i64,
+    pub warmup_ms: i64,
+    /// First and last sample the line was fitted to (ms since epoch).
+    pub from: i64,
+    pub to: i64,
+    pub value_at_from: f64,
+    pub slope_per_hour: f64,
+    /// From `to` until the line reaches the limit, when it rises toward one.
+    pub projected_limit_ms: Option<i64>,
 }
 
 /// The run's verdict: any failure fails; otherwise any unknown (or an
@@ -153,6 +173,7 @@ impl Judge<'_> {
             observed,
             reason,
             at,
+            trend: None,
         });
     }
 }

@@ -3,7 +3,7 @@
 //! journal's samples and incarnations.
 
 use super::trend::{self, Decision, Metric, Params};
-use super::{Assertion, Judge, Verdict, bytes};
+use super::{Assertion, FittedTrend, Judge, Verdict, bytes};
 use crate::clock::{human, rfc3339_ms};
 use crate::config::scenario::Scenario;
 use crate::journal::{Cause, RunData, SampleRow};
@@ -48,6 +48,7 @@ pub(super) fn push(
         observed,
         reason: format!("{service}: {reason}"),
         at,
+        trend: None,
     });
 }
 
@@ -117,6 +118,7 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
                 "too few samples".into()
             };
             let at = series.iter().flatten().last().map(|(ts, _)| *ts);
+            let line = fitted(&segs, &series, &p, &t);
             push(
                 out,
                 name,
@@ -129,6 +131,9 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
                 ],
                 at,
             );
+            if let Some(a) = out.last_mut() {
+                a.trend = line;
+            }
         }
         if let Some(max) = e.rss_max {
             let peak = data
@@ -222,6 +227,49 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
             }
         }
     }
+}
+
+/// The line of `t` through the incarnation it was decided on, found by the
+/// points and span the verdict reports (the trend module does not name the
+/// incarnation). None without a finite slope or when two incarnations match.
+fn fitted(
+    segs: &[(i64, Vec<&SampleRow>)],
+    series: &[Vec<(i64, f64)>],
+    p: &Params,
+    t: &trend::Trend,
+) -> Option<FittedTrend> {
+    if !t.slope_per_hour.is_finite() || t.points == 0 {
+        return None;
+    }
+    let mut matching = segs.iter().zip(series).filter_map(|((id, _), s)| {
+        let pts = trend::after_warmup(s, p.warmup_ms);
+        let span = match (pts.first(), pts.last()) {
+            (Some(a), Some(b)) => b.0 - a.0,
+            _ => 0,
+        };
+        (pts.len() == t.points && span == t.span_ms).then_some((*id, pts))
+    });
+    let (incarnation, pts) = matching.next()?;
+    if matching.next().is_some() {
+        return None;
+    }
+    let (from, to) = (pts.first()?.0, pts.last()?.0);
+    // Theil–Sen's intercept: the median of what the slope leaves over.
+    let mut resid: Vec<f64> = pts
+        .iter()
+        .map(|(ts, v)| v - t.slope_per_hour * (ts - from) as f64 / 3_600_000.0)
+        .collect();
+    let mid = resid.len() / 2;
+    let (_, value_at_from, _) = resid.select_nth_unstable_by(mid, f64::total_cmp);
+    Some(FittedTrend {
+        incarnation,
+        warmup_ms: p.warmup_ms,
+        from,
+        to,
+        value_at_from: *value_at_from,
+        slope_per_hour: t.slope_per_hour,
+        projected_limit_ms: t.projected_limit_ms,
+    })
 }
 
 /// Growth of each incarnation from its first to its last tenth (medians,

@@ -378,3 +378,55 @@ fn glob_matches_star_patterns() {
     assert!(glob("a*b*c", "aXXbYc"));
     assert!(glob("exact", "exact"));
 }
+
+/// The trend an `rss_slope_max` verdict decided on travels with it, so the
+/// report can draw that line and not a refit of its own.
+#[test]
+fn a_trend_assertion_carries_the_line_it_fitted() {
+    const HOUR: i64 = 3_600_000;
+    const MB: f64 = 1_048_576.0;
+    let sc = scenario("[expect]\nrss_slope_max = \"10MB/h\"\nwarmup = \"10m\"\n");
+    let mut d = data(
+        vec![
+            inc(1, "gateway", 0, Some(2 * HOUR), Some(Cause::Stopped), 0),
+            inc(2, "store", 0, Some(2 * HOUR), Some(Cause::Stopped), 0),
+        ],
+        vec![],
+    );
+    d.run.as_mut().unwrap().ended_at = Some(2 * HOUR);
+    for i in 0..720 {
+        let ts = i * 10_000;
+        let hours = ts as f64 / HOUR as f64;
+        // gateway leaks 50 MB/h with a sawtooth; store stays flat.
+        for (inc, mb) in [(1, 100.0 + 50.0 * hours + (i % 30) as f64 * 0.2), (2, 80.0)] {
+            d.samples.push(crate::journal::SampleRow {
+                ts,
+                incarnation: inc,
+                rss_bytes: (mb * MB) as i64,
+                cpu_seconds: 0.0,
+                fds: 10,
+                threads: 4,
+                processes: 1,
+            });
+        }
+    }
+    let a = judge(&sc, &d);
+    let leak = a
+        .iter()
+        .find(|a| a.service.as_deref() == Some("gateway"))
+        .unwrap();
+    assert_eq!(leak.verdict, Verdict::Fail, "{leak:#?}");
+    let line = leak.trend.as_ref().expect("a fitted line");
+    assert_eq!(line.incarnation, 1);
+    assert_eq!((line.warmup_ms, line.from), (600_000, 600_000));
+    assert_eq!(line.to, 719 * 10_000);
+    assert!((line.slope_per_hour / MB - 50.0).abs() < 1.0, "{line:?}");
+    // At the start of the fit the line sits on the data (100 + 50 * 10 min).
+    assert!((line.value_at_from / MB - 108.3).abs() < 3.0, "{line:?}");
+    let flat = a
+        .iter()
+        .find(|a| a.service.as_deref() == Some("store"))
+        .unwrap();
+    assert_eq!(flat.verdict, Verdict::Pass, "{flat:#?}");
+    assert_eq!(flat.trend.as_ref().map(|l| l.incarnation), Some(2));
+}
