@@ -176,10 +176,10 @@ pub(super) fn stops(j: &mut Judge, fs: &[FaultRecord], e: &Expect) {
                     signal,
                     killed_after_grace,
                     grace_ms,
-                    error: _,
+                    error,
                 } if *step == f.step => Some((
                     e.ts,
-                    took_ms.unwrap_or(0) as i64,
+                    took_ms.ok_or(error.as_deref().unwrap_or("no outcome")),
                     *exit_code,
                     signal.as_deref(),
                     *killed_after_grace == Some(true),
@@ -200,6 +200,28 @@ pub(super) fn stops(j: &mut Judge, fs: &[FaultRecord], e: &Expect) {
                 None,
             );
             continue;
+        };
+        // The stop's outcome was lost (the supervisor had nothing to stop,
+        // or its reply never came): missing evidence, not a 0 ms exit.
+        let took = match took {
+            Ok(ms) => ms as i64,
+            Err(why) => {
+                let why = format!("the outcome of stopping {t} is unknown: {why}");
+                let asked = [
+                    ("stops_within", e.stops_within.is_some()),
+                    ("exit_code", e.exit_code.is_some()),
+                ];
+                for (name, _) in asked.into_iter().filter(|a| a.1) {
+                    j.push(
+                        name,
+                        Some(t),
+                        Verdict::Unknown,
+                        ["a stop outcome".into(), "none".into(), why.clone()],
+                        Some(ts),
+                    );
+                }
+                continue;
+            }
         };
         if let Some(limit) = e.stops_within {
             let lim = limit.0.as_millis() as i64;

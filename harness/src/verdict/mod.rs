@@ -77,7 +77,8 @@ pub struct FaultRecord {
     pub detail: Value,
     /// What the fault did, for judging.
     pub params: FaultParams,
-    /// The next fault's injection, or the end of the run: this fault's window.
+    /// The next fault's injection on the same target, or the end of the
+    /// run: this fault's window.
     pub window_end: i64,
 }
 
@@ -104,8 +105,12 @@ pub fn faults(data: &RunData) -> Vec<FaultRecord> {
             _ => None,
         })
         .collect();
-    for i in 1..out.len() {
-        out[i - 1].window_end = out[i].injected_at;
+    // A fault's window ends at the next fault on the same service: a fault
+    // elsewhere does not end what this one does to its target.
+    for i in 0..out.len() {
+        if let Some(next) = out[i + 1..].iter().find(|n| n.target == out[i].target) {
+            out[i].window_end = next.injected_at;
+        }
     }
     out
 }
@@ -188,8 +193,13 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
     let e = &sc.expect;
     // Which services an expectation is about: the targets of the steps, or
     // every service of a baseline run.
-    let mut targets: Vec<String> = sc.steps.iter().map(|s| s.target.clone()).collect();
-    targets.dedup();
+    // Each once, in the order of their first step.
+    let mut targets: Vec<String> = Vec::new();
+    for s in &sc.steps {
+        if !targets.contains(&s.target) {
+            targets.push(s.target.clone());
+        }
+    }
     if targets.is_empty() {
         targets = sc.services.clone();
     }

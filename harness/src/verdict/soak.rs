@@ -57,13 +57,21 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
     let e = &sc.expect;
     let warmup = e.warmup.map_or(5 * 60_000, |d| d.0.as_millis() as i64);
     let min_span = e.min_span.map_or(30 * 60_000, |d| d.0.as_millis() as i64);
-    // The projection's ceiling: rss_max if given, else what the host had.
-    let host_limit = data
-        .host_samples
-        .last()
-        .map(|h| h.mem_available_bytes as f64);
+    let host = data.host_samples.last();
     for service in &sc.services {
         let segs = segments(data, service);
+        // The projection's ceiling: rss_max if given, else what the service
+        // held when the host was last sampled plus what the host still had
+        // available (available memory alone is not a ceiling for RSS).
+        let host_limit = host.map(|h| {
+            let held = segs
+                .iter()
+                .flat_map(|(_, rows)| rows)
+                .filter(|r| r.ts <= h.ts)
+                .max_by_key(|r| r.ts)
+                .map_or(0, |r| r.rss_bytes);
+            (h.mem_available_bytes + held) as f64
+        });
         let series = |f: fn(&SampleRow) -> f64| -> Vec<Vec<(i64, f64)>> {
             segs.iter()
                 .map(|(_, rows)| rows.iter().map(|r| (r.ts, f(r))).collect())

@@ -430,3 +430,153 @@ fn a_trend_assertion_carries_the_line_it_fitted() {
     assert_eq!(flat.verdict, Verdict::Pass, "{flat:#?}");
     assert_eq!(flat.trend.as_ref().map(|l| l.incarnation), Some(2));
 }
+
+/// 13.6: a stop whose outcome never came back is no evidence of a quick,
+/// clean exit.
+#[test]
+fn a_stop_without_an_outcome_is_unknown_not_a_zero_ms_exit() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"stop\"\ntarget = \"gateway\"\n[expect]\nstops_within = \"5s\"\nexit_code = 0\n",
+    );
+    let judged = |took_ms, exit_code, error: Option<&str>| {
+        let d = data(
+            vec![],
+            vec![
+                fault(5_000, "gateway", 0, "stop"),
+                ev(
+                    5_300,
+                    "gateway",
+                    Event::StopResult {
+                        step: 0,
+                        took_ms,
+                        exit_code,
+                        signal: None,
+                        killed_after_grace: took_ms.map(|_| false),
+                        grace_ms: took_ms.map(|_| 5_000),
+                        error: error.map(str::to_string),
+                    },
+                ),
+            ],
+        );
+        judge(&sc, &d)
+    };
+    let lost = judged(None, None, Some("not running"));
+    assert_eq!(lost.len(), 2, "{lost:#?}");
+    for a in &lost {
+        assert_eq!(a.verdict, Verdict::Unknown, "{a:#?}");
+        assert!(a.reason.contains("not running"), "{}", a.reason);
+    }
+    let clean = judged(Some(300), Some(0), None);
+    assert!(
+        clean.iter().all(|a| a.verdict == Verdict::Pass),
+        "{clean:#?}"
+    );
+}
+
+/// 13.9: each fault's window runs to the next fault on the same service
+/// (or the run's end), not to the next fault anywhere; and a service that
+/// several steps target is judged once per expectation, not once per step.
+#[test]
+fn faults_on_several_services_are_judged_each_in_its_own_window() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nfor = \"20s\"\n\
+         [[steps]]\nat = \"10s\"\naction = \"hang\"\ntarget = \"store\"\nfor = \"5s\"\n\
+         [[steps]]\nat = \"40s\"\naction = \"hang\"\ntarget = \"gateway\"\nfor = \"5s\"\n\
+         [expect]\nsurvives = true\nrestarts = { max = 0 }\n",
+    );
+    let mut died = inc(1, "gateway", 0, Some(15_000), Some(Cause::Unplanned), 0);
+    died.exit_code = Some(1);
+    died.signal = None;
+    let d = data(
+        vec![
+            died,
+            inc(2, "gateway", 15_200, Some(60_000), Some(Cause::Stopped), 0),
+            inc(3, "store", 0, Some(60_000), Some(Cause::Stopped), 0),
+        ],
+        vec![
+            fault(5_000, "gateway", 0, "hang"),
+            fault(10_000, "store", 1, "hang"),
+            fault(40_000, "gateway", 2, "hang"),
+        ],
+    );
+    let a = judge(&sc, &d);
+    let survives: Vec<(&str, Verdict)> = a
+        .iter()
+        .filter(|a| a.name == "survives")
+        .map(|a| (a.service.as_deref().unwrap(), a.verdict))
+        .collect();
+    // The gateway died at 15 s, inside its own hang (5 s to 40 s), though
+    // the store's hang began at 10 s.
+    assert_eq!(
+        survives,
+        [
+            ("gateway", Verdict::Fail),
+            ("store", Verdict::Pass),
+            ("gateway", Verdict::Pass)
+        ],
+        "{a:#?}"
+    );
+    let restarts: Vec<&str> = a
+        .iter()
+        .filter(|a| a.name == "restarts")
+        .map(|a| a.service.as_deref().unwrap())
+        .collect();
+    assert_eq!(restarts, ["gateway", "store"], "{a:#?}");
+}
+
+/// 13.8: the memory a service can still grow into is its own RSS plus
+/// what the host has available, not the available memory alone.
+#[test]
+fn the_projection_to_host_memory_counts_the_rss_already_held() {
+    const HOUR: i64 = 3_600_000;
+    const MB: f64 = 1_048_576.0;
+    let sc = scenario("[expect]\nrss_slope_max = \"10MB/h\"\n");
+    let mut d = data(
+        vec![inc(
+            1,
+            "gateway",
+            0,
+            Some(2 * HOUR),
+            Some(Cause::Stopped),
+            0,
+        )],
+        vec![],
+    );
+    d.run.as_mut().unwrap().ended_at = Some(2 * HOUR);
+    for i in 0..720 {
+        let ts = i * 10_000;
+        // 500 MB growing 50 MB/h: 600 MB at the end, 400 MB still available.
+        let mb = 500.0 + 50.0 * ts as f64 / HOUR as f64;
+        d.samples.push(crate::journal::SampleRow {
+            ts,
+            incarnation: 1,
+            rss_bytes: (mb * MB) as i64,
+            cpu_seconds: 0.0,
+            fds: 10,
+            threads: 4,
+            processes: 1,
+        });
+    }
+    d.host_samples.push(crate::journal::HostSampleRow {
+        ts: 2 * HOUR - 10_000,
+        mem_available_bytes: (400.0 * MB) as i64,
+        disk_free_bytes: 0,
+        soak_rss_bytes: 0,
+        soak_cpu_seconds: 0.0,
+    });
+    let a = judge(&sc, &d);
+    let leak = a
+        .iter()
+        .find(|a| a.service.as_deref() == Some("gateway"))
+        .unwrap();
+    let projected = leak
+        .trend
+        .as_ref()
+        .and_then(|l| l.projected_limit_ms)
+        .expect("a projection");
+    // 400 MB more at 50 MB/h: about 8 h, not "already there".
+    assert!(
+        (7 * HOUR..9 * HOUR).contains(&projected),
+        "{projected} ms: {leak:#?}"
+    );
+}
