@@ -17,7 +17,7 @@ use rng::SplitMix64;
 use serde_json::json;
 use soak::journal::{Cause, Event, EventRow, IncarnationRow, RunData, RunRow, SampleRow};
 use soak::report::html::render;
-use soak::verdict::{Assertion, Verdict};
+use soak::verdict::{Assertion, FittedTrend, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -164,12 +164,24 @@ fn assertions() -> Vec<Assertion> {
         at: Some(T0 + HOURS * HOUR - 1000),
         trend: None,
     };
-    let mut out = vec![a(
+    let mut leak = a(
         "rss_slope_max",
         "svc0",
         Verdict::Fail,
         "svc0: RSS grows 50.0 MB/h, above the 10.0 MB/h limit",
-    )];
+    );
+    // The line the verdict fitted to svc0's last incarnation, which the
+    // page draws.
+    leak.trend = Some(FittedTrend {
+        incarnation: HOURS / 2,
+        warmup_ms: 5 * 60_000,
+        from: T0 + (HOURS - 2) * HOUR + 5 * 60_000,
+        to: T0 + HOURS * HOUR - 1000,
+        value_at_from: 125.0 * MB,
+        slope_per_hour: 50.0 * MB,
+        projected_limit_ms: None,
+    });
+    let mut out = vec![leak];
     for s in 1..SERVICES {
         out.push(a(
             "rss_slope_max",
