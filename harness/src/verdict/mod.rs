@@ -245,7 +245,34 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
     }
     soak::judge(&mut j, sc);
     load::judge(&mut j, sc);
+    unreadable(&mut j);
     j.out
+}
+
+/// Rows this version cannot read (another soak version's) are evidence the
+/// verdicts above could not see: the run cannot pass on them.
+fn unreadable(j: &mut Judge) {
+    let mut rows = j.data.events.iter().filter_map(|e| match &e.event {
+        Event::Unreadable { why } => Some((e.ts, why)),
+        _ => None,
+    });
+    let Some((ts, why)) = rows.next() else {
+        return;
+    };
+    let n = 1 + rows.count();
+    j.push(
+        "journal_readable",
+        None,
+        Verdict::Unknown,
+        [
+            "every event readable".into(),
+            format!("{n} unreadable"),
+            format!(
+                "{n} event row(s) this soak version cannot read, so verdicts may have missed evidence; first: {why}"
+            ),
+        ],
+        Some(ts),
+    );
 }
 
 pub use data::glob;

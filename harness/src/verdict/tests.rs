@@ -580,3 +580,35 @@ fn the_projection_to_host_memory_counts_the_rss_already_held() {
         "{projected} ms: {leak:#?}"
     );
 }
+
+/// A row this version cannot read makes the run unknown, naming why,
+/// instead of letting a verdict pass without that evidence.
+#[test]
+fn an_unreadable_event_makes_the_run_unknown() {
+    let sc = scenario(&format!("{KILL}[expect]\nhealthy_within = \"15s\"\n"));
+    let events = |exited: EventRow| {
+        vec![
+            fault(5_000, "gateway", 0, "kill"),
+            exited,
+            ready(7_400, "gateway"),
+        ]
+    };
+    let readable = judge(
+        &sc,
+        &data(vec![], events(exited(5_010, "gateway", Cause::Planned))),
+    );
+    assert_eq!(overall(&readable, false), Verdict::Pass, "{readable:#?}");
+    let renamed = EventRow::from_row(
+        5_010,
+        5_010,
+        Some("gateway"),
+        "exited".into(),
+        serde_json::json!({"pid": 1001, "why": "planned"}),
+    );
+    let a = judge(&sc, &data(vec![], events(renamed)));
+    assert_eq!(overall(&a, false), Verdict::Unknown, "{a:#?}");
+    let last = a.last().unwrap();
+    assert_eq!(last.name, "journal_readable");
+    assert!(last.reason.starts_with("1 event row(s)"), "{}", last.reason);
+    assert!(last.reason.contains("exited"), "{}", last.reason);
+}
