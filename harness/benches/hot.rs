@@ -172,7 +172,7 @@ fn chart_run() -> RunData {
             ended_at: Some(end),
             exit_code: None,
             signal: Some("TERM".into()),
-            cause: Some("stopped".into()),
+            cause: Some(soak::journal::Cause::Stopped),
             orphans: Some(0),
         }],
         samples,

@@ -8,7 +8,7 @@
 //! `cargo bench -p soak --bench journal_growth`
 
 use serde_json::json;
-use soak::journal::{Journal, Record};
+use soak::journal::{Event, Journal, Record};
 use soak::workload::LatencyHistogram;
 use std::time::Instant;
 
@@ -93,8 +93,20 @@ fn main() {
         rows += 1;
         if (ts - t0) % 60_000 == 0 {
             for w in ["items", "work"] {
-                tx.event(Some("service0"), "load", json!({"workload": w, "sent": 1200, "ok": 1200, "failed": 0,
-                    "p50_ms": 2.1, "p99_ms": 9.8, "max_ms": 40.0, "errors": [], "histogram": hist.to_json()}));
+                tx.emit(
+                    Some("service0"),
+                    &Event::Load {
+                        workload: w.into(),
+                        sent: 1200,
+                        ok: 1200,
+                        failed: 0,
+                        p50_ms: 2.1,
+                        p99_ms: 9.8,
+                        max_ms: 40.0,
+                        errors: Vec::new(),
+                        histogram: hist.to_json(),
+                    },
+                );
                 rows += 1;
             }
         }
@@ -104,7 +116,11 @@ fn main() {
                 "fault-injected",
                 json!({"step": 0, "action": "kill", "pids": [1000]}),
             );
-            tx.event(Some("service0"), "fault-rolled-back", json!({"step": 0}));
+            tx.event(
+                Some("service0"),
+                "fault-rolled-back",
+                json!({"step": 0, "action": "kill", "held_ms": 0}),
+            );
             rows += 2;
         }
         ts += SAMPLE_MS;

@@ -15,9 +15,9 @@ mod rng;
 
 use rng::SplitMix64;
 use serde_json::json;
-use soak::journal::{EventRow, IncarnationRow, RunData, RunRow, SampleRow};
+use soak::journal::{Cause, Event, EventRow, IncarnationRow, RunData, RunRow, SampleRow};
 use soak::report::html::render;
-use soak::verdict::{Assertion, Verdict};
+use soak::verdict::{Assertion, FittedTrend, Verdict};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,17 +74,21 @@ fn journal() -> RunData {
                 ended_at: Some(stop),
                 exit_code: None,
                 signal: Some("KILL".into()),
-                cause: Some(if stop == end { "stopped" } else { "planned" }.into()),
+                cause: Some(if stop == end {
+                    Cause::Stopped
+                } else {
+                    Cause::Planned
+                }),
                 orphans: Some(0),
             });
             if stop != end {
-                data.events.push(EventRow {
-                    id: 0,
-                    ts: stop - 10,
-                    service: Some(name.clone()),
-                    kind: "fault-injected".into(),
-                    detail: json!({"step": k, "action": "kill", "signal": "KILL", "pids": [1000 + id]}),
-                });
+                data.events.push(EventRow::from_row(
+                    0,
+                    stop - 10,
+                    Some(&name),
+                    "fault-injected".into(),
+                    json!({"step": k, "action": "kill", "signal": "KILL", "pids": [1000 + id]}),
+                ));
             }
             let mut cpu = 0.0;
             for ts in (start..stop).step_by(1000) {
@@ -107,32 +111,40 @@ fn journal() -> RunData {
     }
     for h in 0..HOURS / 2 {
         let at = T0 + (2 * h + 1) * HOUR;
-        data.events.push(EventRow {
-            id: 0,
-            ts: at,
-            service: Some("svc2".into()),
-            kind: "fault-injected".into(),
-            detail: json!({"step": h, "action": "hang", "scope": "group"}),
-        });
-        data.events.push(EventRow {
-            id: 0,
-            ts: at + 12_000,
-            service: Some("svc2".into()),
-            kind: "fault-rolled-back".into(),
-            detail: json!({"step": h, "action": "hang"}),
-        });
+        data.events.push(EventRow::from_row(
+            0,
+            at,
+            Some("svc2"),
+            "fault-injected".into(),
+            json!({"step": h, "action": "hang", "scope": "group"}),
+        ));
+        data.events.push(EventRow::from_row(
+            0,
+            at + 12_000,
+            Some("svc2"),
+            "fault-rolled-back".into(),
+            json!({"step": h, "action": "hang", "held_ms": 12_000}),
+        ));
     }
     for (svc, workload) in [("svc0", "items"), ("svc1", "reads")] {
         for ts in (T0..end).step_by(1000) {
             let failed = u64::from(rng.unit() < 0.01);
-            data.events.push(EventRow {
-                id: 0,
+            data.events.push(EventRow::new(
+                0,
                 ts,
-                service: Some(svc.into()),
-                kind: "load".into(),
-                detail: json!({"workload": workload, "sent": 20, "ok": 20 - failed, "failed": failed,
-                    "p50_ms": 2.0 + rng.unit(), "p99_ms": 8.0 + 20.0 * rng.unit(), "max_ms": 40.0}),
-            });
+                Some(svc),
+                Event::Load {
+                    workload: workload.into(),
+                    sent: 20,
+                    ok: 20 - failed,
+                    failed,
+                    p50_ms: 2.0 + rng.unit(),
+                    p99_ms: 8.0 + 20.0 * rng.unit(),
+                    max_ms: 40.0,
+                    errors: Vec::new(),
+                    histogram: serde_json::Value::Null,
+                },
+            ));
         }
     }
     data.events.sort_by_key(|e| e.ts);
@@ -150,13 +162,26 @@ fn assertions() -> Vec<Assertion> {
         observed: "see reason".into(),
         reason: reason.into(),
         at: Some(T0 + HOURS * HOUR - 1000),
+        trend: None,
     };
-    let mut out = vec![a(
+    let mut leak = a(
         "rss_slope_max",
         "svc0",
         Verdict::Fail,
         "svc0: RSS grows 50.0 MB/h, above the 10.0 MB/h limit",
-    )];
+    );
+    // The line the verdict fitted to svc0's last incarnation, which the
+    // page draws.
+    leak.trend = Some(FittedTrend {
+        incarnation: HOURS / 2,
+        warmup_ms: 5 * 60_000,
+        from: T0 + (HOURS - 2) * HOUR + 5 * 60_000,
+        to: T0 + HOURS * HOUR - 1000,
+        value_at_from: 125.0 * MB,
+        slope_per_hour: 50.0 * MB,
+        projected_limit_ms: None,
+    });
+    let mut out = vec![leak];
     for s in 1..SERVICES {
         out.push(a(
             "rss_slope_max",

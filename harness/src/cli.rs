@@ -4,7 +4,7 @@
 use crate::clock::{human, now_ms, rfc3339_ms};
 use crate::config::scenario::{self, Scenario};
 use crate::config::{Config, ConfigError, units::parse_duration};
-use crate::journal::{self, Journal, Record};
+use crate::journal::{self, Event, Journal, Record};
 use crate::plan::Plan;
 use crate::record::{Note, Recorder, Severity};
 use crate::supervise::Supervisor;
@@ -595,10 +595,11 @@ async fn up(
     ));
 
     let reason = wait_for_end(run_for).await;
-    recorder.event(
+    recorder.emit(
         None,
-        "run-ending",
-        serde_json::json!({"reason": reason}),
+        &Event::RunEnding {
+            reason: reason.to_string(),
+        },
         Severity::Info,
         format!("{reason}: stopping services"),
     );

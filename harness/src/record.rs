@@ -1,7 +1,7 @@
 //! Where facts go: every event is written to the journal and, when someone is
 //! watching (the console of `soak up`), shown as a one-line note.
 
-use crate::journal::JournalTx;
+use crate::journal::{Event, JournalTx};
 use tokio::sync::mpsc::UnboundedSender;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,20 @@ impl Recorder {
         }
     }
 
-    /// Journals `kind` with `detail` and shows `text` to a watcher.
+    /// Journals `event` and shows `text` to a watcher.
+    pub fn emit(
+        &self,
+        service: Option<&str>,
+        event: &Event,
+        severity: Severity,
+        text: impl Into<String>,
+    ) {
+        let (kind, detail) = event.to_row();
+        self.event(service, &kind, detail, severity, text);
+    }
+
+    /// Journals `kind` with `detail` and shows `text` to a watcher. Only for
+    /// emitters not yet converted to [`Recorder::emit`] (chaos.rs).
     pub fn event(
         &self,
         service: Option<&str>,

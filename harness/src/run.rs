@@ -5,14 +5,13 @@
 use crate::chaos::{self, Fault};
 use crate::clock::{human, now_ms};
 use crate::config::scenario::{Action, Scenario, Step};
-use crate::journal::{self, Journal, Record};
+use crate::journal::{self, Event, Journal, Record, ScheduledFault};
 use crate::plan::Plan;
 use crate::record::{Note, Recorder, Severity};
 use crate::report::{self, Report};
 use crate::supervise::{Phase, Supervisor};
 use crate::verdict;
 use crate::workload::Load;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -254,10 +253,9 @@ impl Refresher {
 }
 
 fn report_failed(rec: &Recorder, why: String) {
-    rec.event(
+    rec.emit(
         None,
-        "report-failed",
-        json!({"error": why}),
+        &Event::ReportFailed { error: why.clone() },
         Severity::Warn,
         why,
     );
@@ -331,12 +329,16 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     if sc.schedule.is_some() {
         let list: Vec<_> = steps
             .iter()
-            .map(|p| json!({"at_ms": p.step.at.as_millis() as u64, "action": p.step.action.name(), "target": p.step.target, "from": p.from}))
+            .map(|p| ScheduledFault {
+                at_ms: p.step.at.as_millis() as u64,
+                action: p.step.action.name().to_string(),
+                target: p.step.target.clone(),
+                from: p.from.clone(),
+            })
             .collect();
-        rec.event(
+        rec.emit(
             None,
-            "schedule",
-            json!({"seed": seed, "faults": list}),
+            &Event::Schedule { seed, faults: list },
             Severity::Info,
             format!(
                 "schedule (seed {seed}): {} fault(s) over {}",
@@ -374,11 +376,11 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     let steady_since = tokio::select! {
         r = steady(&sup, &sc.services, grace) => match r {
             Ok(()) => {
-                rec.event(None, "steady", json!({}), Severity::Good, "all services healthy: starting the scenario");
+                rec.emit(None, &Event::Steady {}, Severity::Good, "all services healthy: starting the scenario");
                 Some(Instant::now())
             }
             Err(why) => {
-                rec.event(None, "not-steady", json!({"reason": why}), Severity::Bad, format!("inconclusive: {why}"));
+                rec.emit(None, &Event::NotSteady { reason: why.clone() }, Severity::Bad, format!("inconclusive: {why}"));
                 inconclusive = Some(why);
                 None
             }
@@ -470,10 +472,12 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                         }
                     }
                     Err(e) => {
-                        rec.event(
+                        rec.emit(
                             Some(&step.target),
-                            "inject-failed",
-                            json!({"step": next, "error": e.to_string()}),
+                            &Event::InjectFailed {
+                                step: next,
+                                error: e.to_string(),
+                            },
                             Severity::Bad,
                             e.to_string(),
                         );
@@ -503,7 +507,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         tokio::select! {
             r = steady(&sup, &recovering, Duration::from_secs(30)) => {
                 if let Err(why) = r {
-                    rec.event(None, "not-recovered", json!({"reason": why}), Severity::Bad, format!("not recovered: {why}"));
+                    rec.emit(None, &Event::NotRecovered { reason: why.clone() }, Severity::Bad, format!("not recovered: {why}"));
                 }
             }
             _ = &mut stop_signal => was_interrupted = true,
@@ -526,10 +530,12 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                 } else {
                     Severity::Bad
                 };
-                rec.event(
+                rec.emit(
                     Some(&sp.name),
-                    "integrity",
-                    json!({"db": db, "result": result}),
+                    &Event::Integrity {
+                        db: db.display().to_string(),
+                        result: result.clone(),
+                    },
                     sev,
                     format!("integrity_check {}: {result}", db.display()),
                 );
@@ -540,18 +546,19 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                         .collect()
                 })
                 .unwrap_or_default();
-            rec.journal.event(
+            rec.journal.emit(
                 Some(&sp.name),
-                "data-dir",
-                json!({"path": sp.data_dir, "files": files}),
+                &Event::DataDir {
+                    path: sp.data_dir.display().to_string(),
+                    files,
+                },
             );
         }
     }
     if was_interrupted {
-        rec.event(
+        rec.emit(
             None,
-            "interrupted",
-            json!({}),
+            &Event::Interrupted {},
             Severity::Warn,
             "interrupted: faults rolled back, services stopped",
         );

@@ -10,7 +10,7 @@
 
 use crate::clock::now_ms;
 use crate::config::{Config, Request, expand};
-use crate::journal::Record;
+use crate::journal::{Event, Record};
 use crate::plan::Plan;
 use crate::record::{Recorder, Severity};
 use serde_json::json;
@@ -308,12 +308,20 @@ impl Load {
         } else {
             Severity::Bad
         };
-        rec.event(
+        rec.emit(
             Some(&target.service),
-            "readback",
-            json!({"workload": workload, "checked": rb.checked, "missing_count": rb.missing.len(), "missing": first}),
+            &Event::Readback {
+                workload: workload.to_string(),
+                checked: rb.checked as u64,
+                missing_count: rb.missing.len() as u64,
+                missing: first,
+            },
             severity,
-            format!("read back {} acknowledged write(s) of {workload}: {} missing", rb.checked, rb.missing.len()),
+            format!(
+                "read back {} acknowledged write(s) of {workload}: {} missing",
+                rb.checked,
+                rb.missing.len()
+            ),
         );
         Some(rb)
     }
@@ -463,16 +471,22 @@ fn flush(t: &Target, shared: &Mutex<Shared>, rec: &Recorder) {
         iv.failed,
         q(0.99)
     );
-    let detail = json!({
-        "workload": t.name, "sent": iv.sent, "ok": iv.ok, "failed": iv.failed,
-        "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": lat.max_ms(),
-        "errors": errors, "histogram": lat.to_json(),
-    });
+    let event = Event::Load {
+        workload: t.name.clone(),
+        sent: iv.sent,
+        ok: iv.ok,
+        failed: iv.failed,
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        max_ms: lat.max_ms(),
+        errors,
+        histogram: lat.to_json(),
+    };
     // Only failures are worth a line on the console; every interval is journaled.
     if iv.failed > 0 {
-        rec.event(Some(&t.service), "load", detail, severity, text);
+        rec.emit(Some(&t.service), &event, severity, text);
     } else {
-        rec.journal.event(Some(&t.service), "load", detail);
+        rec.journal.emit(Some(&t.service), &event);
     }
 }
 

@@ -18,9 +18,8 @@ use super::Report;
 use super::summary::describe_exit;
 use super::xml_escape as esc;
 use crate::clock::{human, rfc3339_ms};
-use crate::journal::{EventRow, IncarnationRow, RunData, SampleRow};
+use crate::journal::{Cause, Event, EventRow, IncarnationRow, RunData, SampleRow};
 use crate::verdict::Verdict;
-use crate::verdict::trend::{self, Metric, Params};
 use chart::{
     Bar, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span, TrendLine,
     downsample,
@@ -153,9 +152,8 @@ impl<'a> Page<'a> {
             }
         }
         let mut loads: HashMap<(&str, &str), Vec<&EventRow>> = HashMap::new();
-        for e in data.events.iter().filter(|e| e.kind == "load") {
-            if let (Some(service), Some(workload)) =
-                (e.service.as_deref(), e.detail["workload"].as_str())
+        for e in &data.events {
+            if let (Some(service), Event::Load { workload, .. }) = (e.service.as_deref(), &e.event)
             {
                 loads.entry((service, workload)).or_default().push(e);
             }
@@ -450,7 +448,7 @@ impl<'a> Page<'a> {
             .filter(|i| i.service == service)
         {
             if let Some(p) = prev {
-                let unplanned = !matches!(p.cause.as_deref(), Some("planned") | Some("stopped"));
+                let unplanned = !matches!(p.cause, Some(Cause::Planned | Cause::Stopped));
                 m.restarts.push(Restart {
                     at: i.started_at,
                     unplanned,
@@ -525,7 +523,7 @@ impl<'a> Page<'a> {
 
     fn resource_charts(&self, h: &mut String, v: &ServiceView, rows: &[&SampleRow], marks: &Marks) {
         let [rss, cpu, fds, threads] = resource_series(rows).map(|s| downsample(&s, MAX_POINTS));
-        let trend = rss_trend(rows);
+        let trend = rss_trend(self.report, v.name);
         let peak = rss.iter().map(|p| p.v).fold(f64::NAN, f64::max);
         let last = rss.last().map_or(f64::NAN, |p| p.v);
         let _ = write!(
@@ -582,12 +580,24 @@ impl<'a> Page<'a> {
             let (mut p50, mut p99, mut errors) = (Vec::new(), Vec::new(), Vec::new());
             let (mut failed, mut sent) = (0.0, 0.0);
             for e in loads {
-                let t = e.ts as f64;
-                let num = |key: &str| e.detail.get(key).and_then(serde_json::Value::as_f64);
-                let point = |v| Point { t, v, seg: 0 };
-                p50.extend(num("p50_ms").map(point));
-                p99.extend(num("p99_ms").map(point));
-                let (f, n) = (num("failed").unwrap_or(0.0), num("sent").unwrap_or(0.0));
+                let Event::Load {
+                    sent: n,
+                    failed: f,
+                    p50_ms,
+                    p99_ms,
+                    ..
+                } = &e.event
+                else {
+                    continue;
+                };
+                let point = |v| Point {
+                    t: e.ts as f64,
+                    v,
+                    seg: 0,
+                };
+                p50.push(point(*p50_ms));
+                p99.push(point(*p99_ms));
+                let (f, n) = (*f as f64, *n as f64);
                 if n > 0.0 {
                     errors.push(point(100.0 * f / n));
                 }
@@ -656,8 +666,10 @@ impl<'a> Page<'a> {
                 gap_row(h, 9, incs.len() - MAX_ROWS / 2 * 2);
                 continue;
             };
-            let bad = matches!(i.cause.as_deref(), Some("unplanned" | "hung" | "gave-up"))
-                || i.orphans.unwrap_or(0) > 0;
+            let bad = matches!(
+                i.cause,
+                Some(Cause::Unplanned | Cause::Hung | Cause::GaveUp)
+            ) || i.orphans.unwrap_or(0) > 0;
             let exit = match (i.exit_code, &i.signal) {
                 (Some(c), _) => format!("code {c}"),
                 (None, Some(s)) => format!("signal {}", esc(s)),
@@ -675,7 +687,7 @@ impl<'a> Page<'a> {
                 i.ended_at.map_or("running".into(), |e| self.when(e)),
                 i.ended_at
                     .map_or(String::new(), |e| ms(e.saturating_sub(i.started_at))),
-                esc(i.cause.as_deref().unwrap_or("—")),
+                esc(i.cause.as_ref().map_or("—", |c| c.as_str())),
                 i.orphans.map_or("—".into(), |o| o.to_string()),
             );
         }
@@ -806,7 +818,7 @@ impl<'a> Page<'a> {
             .data
             .events
             .iter()
-            .filter(|e| e.kind != "load")
+            .filter(|e| !matches!(e.event, Event::Load { .. }))
             .collect();
         let loads = self.data.events.len() - shown.len();
         h.push_str("<section id=\"timeline\"><h2>Event timeline</h2>");
@@ -822,19 +834,20 @@ impl<'a> Page<'a> {
                 gap_row(h, 4, shown.len() - MAX_ROWS / 2 * 2);
                 continue;
             };
-            let class = match e.kind.as_str() {
-                "hung" | "gave-up" | "probe-failed" | "orphans" | "interrupted" | "not-steady" => {
-                    " class=\"fail\""
+            let class = match &e.event {
+                Event::Hung { .. }
+                | Event::GaveUp { .. }
+                | Event::ProbeFailed { .. }
+                | Event::Orphans { .. }
+                | Event::Interrupted {}
+                | Event::NotSteady { .. } => " class=\"fail\"",
+                Event::Exited {
+                    cause: Cause::Unplanned | Cause::Hung | Cause::GaveUp,
+                    ..
+                } => " class=\"fail\"",
+                Event::FaultInjected { .. } | Event::FaultRolledBack { .. } => {
+                    " class=\"faultrow\""
                 }
-                "exited"
-                    if matches!(
-                        e.detail["cause"].as_str(),
-                        Some("unplanned" | "hung" | "gave-up")
-                    ) =>
-                {
-                    " class=\"fail\""
-                }
-                "fault-injected" | "fault-rolled-back" => " class=\"faultrow\"",
                 _ => "",
             };
             let _ = write!(
@@ -944,11 +957,15 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
             raw.push(inc);
         }
     }
-    let hung_events: Vec<&EventRow> = data.events.iter().filter(|e| e.kind == "hung").collect();
-    for e in &hung_events {
-        let why = e.detail["reason"]
-            .as_str()
-            .unwrap_or("health probes failed");
+    let hung_events: Vec<(&EventRow, &str)> = data
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Hung { reason, .. } => Some((e, reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    for &(e, why) in &hung_events {
         raw.push(one(
             e.service.as_deref(),
             e.ts,
@@ -957,21 +974,21 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
         ));
     }
     for i in &data.incarnations {
-        let (Some(end), Some(cause)) = (i.ended_at, i.cause.as_deref()) else {
+        let (Some(end), Some(cause)) = (i.ended_at, i.cause) else {
             continue;
         };
         // A hang already has its incident from the `hung` event.
-        let told = cause == "hung"
-            && hung_events.iter().any(|e| {
+        let told = cause == Cause::Hung
+            && hung_events.iter().any(|(e, _)| {
                 e.service.as_deref() == Some(i.service.as_str())
                     && (end.saturating_sub(60_000)..=end).contains(&e.ts)
             });
-        if matches!(cause, "unplanned" | "hung" | "gave-up") && !told {
+        if matches!(cause, Cause::Unplanned | Cause::Hung | Cause::GaveUp) && !told {
             let pid = i.pid.map_or("?".into(), |p| p.to_string());
             raw.push(one(
                 Some(&i.service),
                 end,
-                if cause == "hung" {
+                if cause == Cause::Hung {
                     Kind::Hang
                 } else {
                     Kind::Crash
@@ -979,7 +996,7 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
                 format!(
                     "pid {pid} died: {}{}",
                     describe_exit(i),
-                    if cause == "gave-up" {
+                    if cause == Cause::GaveUp {
                         "; start limit reached, not restarted"
                     } else {
                         ""
@@ -1062,38 +1079,17 @@ fn resource_series(rows: &[&SampleRow]) -> [Vec<Point>; 4] {
     out
 }
 
-/// The Theil–Sen line of the RSS (MB) of the incarnation sampled last,
-/// after its first 10 %, fitted by the same estimator the verdict uses;
-/// None with fewer than 10 samples or [`MIN_TREND_MS`] to fit.
-fn rss_trend(rows: &[&SampleRow]) -> Option<TrendLine> {
-    let last = rows.iter().max_by_key(|r| r.ts)?.incarnation;
-    let series: Vec<(i64, f64)> = rows
+/// The line the `rss_slope_max` verdict of `service` fitted, in MB: the
+/// chart shows the verdict's own trend, so its label cannot contradict the
+/// assertion beside it. None without that assertion or a fitted line.
+fn rss_trend(report: &Report, service: &str) -> Option<TrendLine> {
+    let fit = report
+        .assertions
         .iter()
-        .filter(|r| r.incarnation == last)
-        .map(|r| (r.ts, r.rss_bytes as f64 / MB))
-        .collect();
-    let (lo, hi) = series
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), (t, _)| {
-            (lo.min(*t), hi.max(*t))
-        });
-    let mut p = Params::new(Metric::Rss, 1.0);
-    p.warmup_ms = (hi.saturating_sub(lo) / 10).max(0);
-    p.min_points = 10;
-    p.min_span_ms = 0;
-    let fit = trend::judge(&series, &p);
-    let slope = fit.slope_per_hour;
-    let pts = trend::after_warmup(&series, p.warmup_ms);
-    let (t_from, t_last) = (pts.first()?.0, pts.last()?.0);
-    if pts.len() < 10 || t_last.saturating_sub(t_from) < MIN_TREND_MS || !slope.is_finite() {
-        return None;
-    }
-    let mut resid: Vec<f64> = pts
-        .iter()
-        .map(|(t, v)| v - slope * (*t as f64 - t_from as f64) / 3_600_000.0)
-        .collect();
-    let mid = resid.len() / 2;
-    let (_, v_from, _) = resid.select_nth_unstable_by(mid, f64::total_cmp);
+        .filter(|a| a.name == "rss_slope_max" && a.service.as_deref() == Some(service))
+        .find_map(|a| a.trend.as_ref())
+        .filter(|fit| fit.to.saturating_sub(fit.from) >= MIN_TREND_MS)?;
+    let slope = fit.slope_per_hour / MB;
     let digits = if slope.abs() < 1.0 { 2 } else { 1 };
     let mut shown = format!("{slope:+.digits$}");
     // A flat line rounds to "-0.00", which reads like a shrinking service.
@@ -1101,9 +1097,9 @@ fn rss_trend(rows: &[&SampleRow]) -> Option<TrendLine> {
         shown = format!("{:.digits$}", 0.0);
     }
     Some(TrendLine {
-        t_from,
-        v_from: *v_from,
-        t_last,
+        t_from: fit.from,
+        v_from: fit.value_at_from / MB,
+        t_last: fit.to,
         per_hour: slope,
         label: format!("trend {shown} MB/h"),
     })
@@ -1134,7 +1130,7 @@ mod tests {
     use super::*;
     use crate::journal::RunRow;
     use crate::report::build;
-    use crate::verdict::Assertion;
+    use crate::verdict::{Assertion, FittedTrend};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -1178,19 +1174,13 @@ mod tests {
             ended_at: end,
             exit_code: code,
             signal: signal.map(str::to_string),
-            cause: cause.map(str::to_string),
+            cause: cause.and_then(Cause::parse),
             orphans: Some(orphans),
         }
     }
 
-    fn ev(ts: i64, service: &str, kind: &str, detail: serde_json::Value) -> EventRow {
-        EventRow {
-            id: ts,
-            ts,
-            service: Some(service.into()),
-            kind: kind.into(),
-            detail,
-        }
+    fn ev(ts: i64, service: &str, event: Event) -> EventRow {
+        EventRow::new(ts, ts, Some(service), event)
     }
 
     fn assertion(
@@ -1208,6 +1198,7 @@ mod tests {
             observed: "as observed".into(),
             reason: reason.into(),
             at,
+            trend: None,
         }
     }
 
@@ -1251,23 +1242,43 @@ mod tests {
                 ),
             ],
             events: vec![
-                ev(
+                // As chaos.rs journals it: kind and JSON.
+                EventRow::from_row(
                     T0 + 3_000,
-                    "gateway",
-                    "fault-injected",
+                    T0 + 3_000,
+                    Some("gateway"),
+                    "fault-injected".into(),
                     json!({"step": 0, "action": "kill", "signal": "KILL", "pids": [101]}),
                 ),
                 ev(
                     T0 + 3_150,
                     "gateway",
-                    "exited",
-                    json!({"pid": 101, "cause": "planned", "orphans": 2}),
+                    Event::Exited {
+                        pid: 101,
+                        incarnation: 1,
+                        exit_code: None,
+                        signal: Some("KILL".into()),
+                        cause: Cause::Planned,
+                        orphans: 2,
+                        killed_after_grace: false,
+                        up_ms: 3_050,
+                        log_bytes: 0,
+                    },
                 ),
                 ev(
                     T0 + 4_000,
                     "gateway",
-                    "load",
-                    json!({"workload": "work", "sent": 5, "ok": 4, "failed": 1, "p50_ms": 2.0, "p99_ms": 9.0}),
+                    Event::Load {
+                        workload: "work".into(),
+                        sent: 5,
+                        ok: 4,
+                        failed: 1,
+                        p50_ms: 2.0,
+                        p99_ms: 9.0,
+                        max_ms: 11.0,
+                        errors: vec![("status 503".into(), 1)],
+                        histogram: serde_json::Value::Null,
+                    },
                 ),
             ],
             ..RunData::default()
@@ -1332,7 +1343,7 @@ mod tests {
     }
 
     #[test]
-    fn a_leaking_soak_shows_the_rss_trend_and_its_projection() {
+    fn a_leaking_soak_shows_the_verdicts_rss_trend_and_its_projection() {
         const HOUR: i64 = 3_600_000;
         let end = T0 + 6 * HOUR;
         // 50 MB/h from 100 MB, sampled every 10 s, with a GC-like sawtooth.
@@ -1366,8 +1377,31 @@ mod tests {
             samples,
             ..RunData::default()
         };
-        let reason = "store: RSS grows 50.0 MB/h, above the 10.0 MB/h limit";
-        let report = build(
+        // The verdict's own line, deliberately not what the samples would
+        // refit to: the chart must draw (and label) this one.
+        let reason = "store: RSS grows 42.0 MB/h, above the 10.0 MB/h limit";
+        let mut judged = assertion("rss_slope_max", "store", Verdict::Fail, reason, Some(end));
+        judged.trend = Some(FittedTrend {
+            incarnation: 1,
+            warmup_ms: 5 * 60_000,
+            from: T0 + 5 * 60_000,
+            to: end - 10_000,
+            value_at_from: 104.0 * MB,
+            slope_per_hour: 42.0 * MB,
+            projected_limit_ms: None,
+        });
+        let report = build(&data, None, vec![judged]);
+        let html = render(&report, &data, Path::new("/nonexistent"));
+        assert!(top(&html).contains("href=\"#s0-rss\""));
+        let rss = svg(&html, "s0-rss");
+        assert!(rss.contains("class=\"trend\""));
+        assert!(rss.contains("class=\"projection\""));
+        assert!(rss.contains("✕ rss_slope_max"));
+        let label = &rss[rss.find("trend +").unwrap() + 7..];
+        let slope: f64 = label[..label.find(' ').unwrap()].parse().unwrap();
+        assert_eq!(slope, 42.0);
+        // Without a fitted line in the verdict, no line of its own.
+        let unfitted = build(
             &data,
             None,
             vec![assertion(
@@ -1378,15 +1412,8 @@ mod tests {
                 Some(end),
             )],
         );
-        let html = render(&report, &data, Path::new("/nonexistent"));
-        assert!(top(&html).contains("href=\"#s0-rss\""));
-        let rss = svg(&html, "s0-rss");
-        assert!(rss.contains("class=\"trend\""));
-        assert!(rss.contains("class=\"projection\""));
-        assert!(rss.contains("✕ rss_slope_max"));
-        let label = &rss[rss.find("trend +").unwrap() + 7..];
-        let slope: f64 = label[..label.find(' ').unwrap()].parse().unwrap();
-        assert!((48.0..52.0).contains(&slope), "slope {slope}");
+        let html = render(&unfitted, &data, Path::new("/nonexistent"));
+        assert!(!svg(&html, "s0-rss").contains("class=\"trend\""));
         for id in ["s0-cpu", "s0-fds", "s0-threads"] {
             assert!(svg(&html, id).contains("class=\"line\""), "{id}");
         }
@@ -1419,11 +1446,19 @@ mod tests {
         data.events.push(ev(
             T0 + 5_000,
             &evil,
-            "hung",
-            json!({"reason": evil, "pid": 1}),
+            Event::Hung {
+                pid: 1,
+                reason: evil.clone(),
+                ready: true,
+            },
         ));
-        data.events
-            .push(ev(T0 + 5_000, &evil, &evil, json!({evil.clone(): evil})));
+        data.events.push(EventRow::from_row(
+            T0 + 5_000,
+            T0 + 5_000,
+            Some(&evil),
+            evil.clone(),
+            json!({evil.clone(): evil}),
+        ));
         let report = build(
             &data,
             Some(evil.clone()),
@@ -1511,13 +1546,13 @@ mod tests {
                 .collect();
             data.events = events
                 .iter()
-                .map(|(ts, svc, kind, d)| EventRow {
-                    id: 0,
-                    ts: *ts,
-                    service: svc.clone(),
-                    kind: if kind.len() % 3 == 0 { "load".into() } else { kind.clone() },
-                    detail: json!({"workload": d, "sent": ts % 7, "failed": 1, "p99_ms": d.len(), "cause": "hung", "step": 0, "action": d}),
-                })
+                .map(|(ts, svc, kind, d)| EventRow::from_row(
+                    0,
+                    *ts,
+                    svc.as_deref(),
+                    if kind.len() % 3 == 0 { "load".into() } else { kind.clone() },
+                    json!({"workload": d, "sent": ts % 7, "ok": 0, "failed": 1, "p50_ms": 1.0, "p99_ms": d.len(), "max_ms": 2.0, "errors": [], "histogram": null, "cause": "hung", "step": 0, "action": d}),
+                ))
                 .collect();
             data.samples = samples
                 .iter()

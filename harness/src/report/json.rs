@@ -2,7 +2,7 @@
 //! and `junit.xml`: pure functions of the journal and the verdict.
 
 use super::summary::{ServiceSummary, summarize};
-use crate::journal::RunData;
+use crate::journal::{Event, RunData};
 use crate::verdict::{self, Assertion, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -69,8 +69,7 @@ pub fn build(data: &RunData, description: Option<String>, assertions: Vec<Assert
                 .events
                 .iter()
                 .find(|e| {
-                    e.kind == "fault-rolled-back"
-                        && e.detail["step"].as_u64() == Some(f.step as u64)
+                    matches!(&e.event, Event::FaultRolledBack { step, .. } if *step == f.step)
                         && e.ts >= f.injected_at
                 })
                 .map(|e| e.ts),
@@ -83,22 +82,30 @@ pub fn build(data: &RunData, description: Option<String>, assertions: Vec<Assert
         .collect();
     let mut workloads: BTreeMap<String, WorkloadInfo> = BTreeMap::new();
     for e in &data.events {
-        let Some(name) = e.detail["workload"].as_str() else {
-            continue;
-        };
-        let w = workloads.entry(name.to_string()).or_default();
-        match e.kind.as_str() {
-            "load" => {
-                w.sent += e.detail["sent"].as_u64().unwrap_or(0);
-                w.ok += e.detail["ok"].as_u64().unwrap_or(0);
-                w.failed += e.detail["failed"].as_u64().unwrap_or(0);
-                w.worst_p99_ms = w
-                    .worst_p99_ms
-                    .max(e.detail["p99_ms"].as_f64().unwrap_or(0.0));
+        match &e.event {
+            Event::Load {
+                workload,
+                sent,
+                ok,
+                failed,
+                p99_ms,
+                ..
+            } => {
+                let w = workloads.entry(workload.clone()).or_default();
+                w.sent += sent;
+                w.ok += ok;
+                w.failed += failed;
+                w.worst_p99_ms = w.worst_p99_ms.max(*p99_ms);
             }
-            "readback" => {
-                w.acknowledged_writes = e.detail["checked"].as_u64();
-                w.missing_writes = e.detail["missing_count"].as_u64();
+            Event::Readback {
+                workload,
+                checked,
+                missing_count,
+                ..
+            } => {
+                let w = workloads.entry(workload.clone()).or_default();
+                w.acknowledged_writes = Some(*checked);
+                w.missing_writes = Some(*missing_count);
             }
             _ => {}
         }
@@ -217,17 +224,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{EventRow, IncarnationRow, RunRow};
+    use crate::journal::{Cause, EventRow, IncarnationRow, RunRow};
     use serde_json::json;
 
     fn sample() -> Report {
-        let ev = |ts, kind: &str, detail| EventRow {
-            id: ts,
-            ts,
-            service: Some("gateway".into()),
-            kind: kind.into(),
-            detail,
-        };
+        let ev = |ts, event| EventRow::new(ts, ts, Some("gateway"), event);
         let data = RunData {
             run: Some(RunRow {
                 id: "20261123-000000-kill-gateway".into(),
@@ -252,7 +253,7 @@ mod tests {
                     ended_at: Some(1_795_392_003_010),
                     exit_code: None,
                     signal: Some("KILL".into()),
-                    cause: Some("planned".into()),
+                    cause: Some(Cause::Planned),
                     orphans: Some(2),
                 },
                 IncarnationRow {
@@ -264,20 +265,32 @@ mod tests {
                     ended_at: Some(1_795_392_011_900),
                     exit_code: Some(0),
                     signal: None,
-                    cause: Some("stopped".into()),
+                    cause: Some(Cause::Stopped),
                     orphans: Some(0),
                 },
             ],
             events: vec![
-                ev(
+                // As chaos.rs journals it: kind and JSON.
+                EventRow::from_row(
                     1_795_392_003_000,
-                    "fault-injected",
+                    1_795_392_003_000,
+                    Some("gateway"),
+                    "fault-injected".into(),
                     json!({"step": 0, "action": "kill", "signal": "KILL", "pids": [101]}),
                 ),
                 ev(
                     1_795_392_004_000,
-                    "load",
-                    json!({"workload": "work", "sent": 5, "ok": 4, "failed": 1, "p99_ms": 12.5}),
+                    Event::Load {
+                        workload: "work".into(),
+                        sent: 5,
+                        ok: 4,
+                        failed: 1,
+                        p50_ms: 2.0,
+                        p99_ms: 12.5,
+                        max_ms: 14.0,
+                        errors: vec![("status 503".into(), 1)],
+                        histogram: serde_json::Value::Null,
+                    },
                 ),
             ],
             ..RunData::default()
@@ -291,6 +304,7 @@ mod tests {
                 observed: "healthy after 300 ms".into(),
                 reason: "gateway healthy again 300 ms after the kill (limit 15.0 s)".into(),
                 at: Some(1_795_392_003_300),
+                trend: None,
             },
             Assertion {
                 name: "no_orphans".into(),
@@ -301,6 +315,7 @@ mod tests {
                 reason: "2 process(es) outlived gateway's main process (pid 101) <&> \"quoted\""
                     .into(),
                 at: None,
+                trend: None,
             },
             Assertion {
                 name: "writes_survive".into(),
@@ -310,6 +325,7 @@ mod tests {
                 observed: "no read-back".into(),
                 reason: "acknowledged writes of items were not read back".into(),
                 at: None,
+                trend: None,
             },
         ];
         build(&data, Some("kill -9 the gateway".into()), assertions)

@@ -1,7 +1,7 @@
 //! Per-service figures of a run: incarnations, restarts planned and
 //! unplanned, last exit, orphans. Used by the console summary and report.json.
 
-use crate::journal::{IncarnationRow, RunData};
+use crate::journal::{Cause, IncarnationRow, RunData};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -44,15 +44,15 @@ pub fn summarize(data: &RunData) -> BTreeMap<String, ServiceSummary> {
         let s = out.entry(inc.service.clone()).or_default();
         s.incarnations += 1;
         s.orphans += inc.orphans.unwrap_or(0).max(0) as u64;
-        if inc.cause.as_deref() == Some("hung") {
+        if inc.cause == Some(Cause::Hung) {
             s.hangs += 1;
         }
-        if inc.cause.as_deref() == Some("gave-up") {
+        if inc.cause == Some(Cause::GaveUp) {
             s.gave_up = true;
         }
         if let Some(prev) = previous.insert(&inc.service, inc) {
-            match prev.cause.as_deref() {
-                Some("planned") => s.restarts.planned += 1,
+            match prev.cause {
+                Some(Cause::Planned) => s.restarts.planned += 1,
                 _ => s.restarts.unplanned += 1,
             }
         }
@@ -75,7 +75,7 @@ mod tests {
             ended_at: cause.map(|_| id * 1000 + 500),
             exit_code: code,
             signal: None,
-            cause: cause.map(str::to_string),
+            cause: cause.and_then(Cause::parse),
             orphans: Some(if cause == Some("planned") { 2 } else { 0 }),
         }
     }

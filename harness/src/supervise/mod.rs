@@ -15,11 +15,10 @@ pub mod shim;
 
 use crate::clock::now_ms;
 use crate::config::{RestartPolicy, units::signal_name};
-use crate::journal::{Cause, Record};
+use crate::journal::{Cause, Event, OrphanProcess, Record};
 use crate::plan::{Plan, ServicePlan};
 use crate::record::{Recorder, Severity};
 use client::ShimProcess;
-use serde_json::json;
 use shim::{Scope, ShimCommand, ShimReport, ShimSpec};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -313,10 +312,11 @@ impl ServiceLoop {
             };
             if !restart {
                 self.end(&ending);
-                self.rec.event(
+                self.rec.emit(
                     Some(self.name()),
-                    "down",
-                    json!({"restart": cfg.restart}),
+                    &Event::Down {
+                        restart: cfg.restart,
+                    },
                     Severity::Warn,
                     format!("stays down (restart = {:?})", cfg.restart),
                 );
@@ -330,10 +330,12 @@ impl ServiceLoop {
             if starts.len() >= cfg.start_limit.burst as usize {
                 ending.cause = Cause::GaveUp;
                 self.end(&ending);
-                self.rec.event(
+                self.rec.emit(
                     Some(self.name()),
-                    "gave-up",
-                    json!({"starts": starts.len(), "interval_ms": window.as_millis() as u64}),
+                    &Event::GaveUp {
+                        starts: starts.len(),
+                        interval_ms: window.as_millis() as u64,
+                    },
                     Severity::Bad,
                     format!(
                         "gave up: {} starts within {} (start_limit)",
@@ -358,10 +360,12 @@ impl ServiceLoop {
             let backoff = cfg.restart_delay.0.as_secs_f64() * cfg.backoff.factor.max(1.0).powi(exp);
             delay = Duration::from_secs_f64(backoff.min(cfg.backoff.max.0.as_secs_f64()));
             if !delay.is_zero() || !cfg.throttle.0.is_zero() {
-                self.rec.event(
+                self.rec.emit(
                     Some(self.name()),
-                    "restart-scheduled",
-                    json!({"delay_ms": delay.as_millis() as u64, "failures_in_row": failures_in_row}),
+                    &Event::RestartScheduled {
+                        delay_ms: delay.as_millis() as u64,
+                        failures_in_row,
+                    },
                     Severity::Info,
                     format!("restarting in {}", crate::clock::human(delay)),
                 );
@@ -418,10 +422,11 @@ impl ServiceLoop {
         ) = match self.start(&spec).await {
             Ok(s) => s,
             Err(error) => {
-                self.rec.event(
+                self.rec.emit(
                     Some(&name),
-                    "spawn-failed",
-                    json!({"error": error}),
+                    &Event::SpawnFailed {
+                        error: error.clone(),
+                    },
                     Severity::Bad,
                     error.clone(),
                 );
@@ -436,10 +441,12 @@ impl ServiceLoop {
             pid,
             started_at: started_ts,
         });
-        self.rec.event(
+        self.rec.emit(
             Some(&name),
-            "started",
-            json!({"pid": pid, "incarnation": id}),
+            &Event::Started {
+                pid,
+                incarnation: id,
+            },
             Severity::Info,
             format!("started pid {pid}"),
         );
@@ -451,10 +458,11 @@ impl ServiceLoop {
             match ShimProcess::prepare(&self.shim_exe) {
                 Ok(s) => self.standby = Some(s),
                 // Not fatal: the next start spawns a shim the slow way.
-                Err(e) => self.rec.event(
+                Err(e) => self.rec.emit(
                     Some(&name),
-                    "standby-failed",
-                    json!({"error": e}),
+                    &Event::StandbyFailed {
+                        error: e.to_string(),
+                    },
                     Severity::Warn,
                     format!("no standby shim, the next restart will be slower: {e}"),
                 ),
@@ -521,7 +529,7 @@ impl ServiceLoop {
                     Some(r @ ShimReport::Exited { .. }) => exited = Some(r),
                     Some(_) => {}
                     None => {
-                        self.rec.event(Some(&name), "shim-lost", json!({}), Severity::Bad,
+                        self.rec.emit(Some(&name), &Event::ShimLost {}, Severity::Bad,
                             "the shim ended without reporting an exit");
                         break;
                     }
@@ -532,7 +540,7 @@ impl ServiceLoop {
                             ready = true;
                             self.ready(id, &name, started);
                         } else if consecutive > 0 {
-                            self.rec.event(Some(&name), "probe-recovered", json!({"after_failures": consecutive}),
+                            self.rec.emit(Some(&name), &Event::ProbeRecovered { after_failures: consecutive },
                                 Severity::Good, format!("healthy again after {consecutive} failed probe(s)"));
                             self.set_phase(Phase::Ready);
                         }
@@ -544,8 +552,7 @@ impl ServiceLoop {
                             consecutive += 1;
                             if ready {
                                 self.set_phase(Phase::Starting);
-                                self.rec.event(Some(&name), "probe-failed",
-                                    json!({"error": error, "consecutive": consecutive}),
+                                self.rec.emit(Some(&name), &Event::ProbeFailed { error: error.to_string(), consecutive },
                                     Severity::Warn, format!("probe failed ({consecutive}/{}): {error}", h.failures));
                             }
                             if consecutive >= h.failures {
@@ -555,7 +562,7 @@ impl ServiceLoop {
                                 } else {
                                     format!("not healthy within start_grace {}: {error}", crate::clock::human(h.start_grace.0))
                                 };
-                                self.rec.event(Some(&name), "hung", json!({"pid": pid, "reason": reason, "ready": ready}),
+                                self.rec.emit(Some(&name), &Event::Hung { pid, reason: reason.clone(), ready },
                                     Severity::Bad, format!("hung: {reason}; killing the tree"));
                                 shim.send(&ShimCommand::Kill).await;
                             }
@@ -572,8 +579,7 @@ impl ServiceLoop {
                     }
                     Some(Control::Stop { reply }) => {
                         let s = &self.sp.config.stop;
-                        self.rec.event(Some(&name), "stopping",
-                            json!({"signal": signal_name(s.signal.0), "grace_ms": s.grace.ms()}),
+                        self.rec.emit(Some(&name), &Event::Stopping { signal: signal_name(s.signal.0), grace_ms: s.grace.ms() },
                             Severity::Info, format!("stopping: SIG{} then {} grace", signal_name(s.signal.0), crate::clock::human(s.grace.0)));
                         shim.send(&ShimCommand::Stop { signal: s.signal.0, grace_ms: s.grace.ms() }).await;
                         stop = Some((reply, now_ms()));
@@ -627,15 +633,19 @@ impl ServiceLoop {
         } else {
             Severity::Info
         };
-        self.rec.event(
+        self.rec.emit(
             Some(&name),
-            "exited",
-            json!({
-                "pid": pid, "incarnation": id, "exit_code": exit_code,
-                "signal": signal.map(signal_name), "cause": cause.as_str(),
-                "orphans": orphans.len(), "killed_after_grace": killed_after_grace,
-                "up_ms": started.elapsed().as_millis() as u64, "log_bytes": log_bytes,
-            }),
+            &Event::Exited {
+                pid,
+                incarnation: id,
+                exit_code,
+                signal: signal.map(signal_name),
+                cause,
+                orphans: orphans.len(),
+                killed_after_grace,
+                up_ms: started.elapsed().as_millis() as u64,
+                log_bytes,
+            },
             severity,
             format!(
                 "pid {pid} {how} after {} ({})",
@@ -648,10 +658,20 @@ impl ServiceLoop {
                 .iter()
                 .map(|o| format!("{} ({})", o.pid, o.command))
                 .collect();
-            self.rec.event(
+            self.rec.emit(
                 Some(&name),
-                "orphans",
-                json!({"pid": pid, "incarnation": id, "orphans": orphans}),
+                &Event::Orphans {
+                    pid,
+                    incarnation: id,
+                    orphans: orphans
+                        .iter()
+                        .map(|o| OrphanProcess {
+                            pid: o.pid,
+                            command: o.command.clone(),
+                            holds_port: o.holds_port,
+                        })
+                        .collect(),
+                },
                 Severity::Bad,
                 format!(
                     "{} process(es) outlived pid {pid}, killed: {}",
@@ -689,10 +709,12 @@ impl ServiceLoop {
             incarnation: id,
             ready_at: now_ms(),
         });
-        self.rec.event(
+        self.rec.emit(
             Some(name),
-            "ready",
-            json!({"incarnation": id, "after_ms": started.elapsed().as_millis() as u64}),
+            &Event::Ready {
+                incarnation: id,
+                after_ms: started.elapsed().as_millis() as u64,
+            },
             Severity::Good,
             format!("ready after {}", crate::clock::human(started.elapsed())),
         );

@@ -1,13 +1,12 @@
 //! Soak expectations: trends of RSS, fds and threads per incarnation, RSS
-//! growth and peak, restart budget, availability, latency and WAL size. Pure
-//! functions of the journal's samples and events.
+//! growth and peak, restart budget and WAL size. Pure functions of the
+//! journal's samples and incarnations.
 
 use super::trend::{self, Decision, Metric, Params};
-use super::{Assertion, Verdict, bytes};
+use super::{Assertion, FittedTrend, Judge, Verdict, bytes};
 use crate::clock::{human, rfc3339_ms};
 use crate::config::scenario::Scenario;
-use crate::journal::{RunData, SampleRow};
-use crate::workload::LatencyHistogram;
+use crate::journal::{Cause, RunData, SampleRow};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ fn segments<'a>(data: &'a RunData, service: &str) -> Vec<(i64, Vec<&'a SampleRow
         .collect()
 }
 
-fn push(
+pub(super) fn push(
     out: &mut Vec<Assertion>,
     name: &str,
     service: &str,
@@ -49,20 +48,30 @@ fn push(
         observed,
         reason: format!("{service}: {reason}"),
         at,
+        trend: None,
     });
 }
 
-pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
+pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
+    let (out, data) = (&mut j.out, j.data);
     let e = &sc.expect;
     let warmup = e.warmup.map_or(5 * 60_000, |d| d.0.as_millis() as i64);
     let min_span = e.min_span.map_or(30 * 60_000, |d| d.0.as_millis() as i64);
-    // The projection's ceiling: rss_max if given, else what the host had.
-    let host_limit = data
-        .host_samples
-        .last()
-        .map(|h| h.mem_available_bytes as f64);
+    let host = data.host_samples.last();
     for service in &sc.services {
         let segs = segments(data, service);
+        // The projection's ceiling: rss_max if given, else what the service
+        // held when the host was last sampled plus what the host still had
+        // available (available memory alone is not a ceiling for RSS).
+        let host_limit = host.map(|h| {
+            let held = segs
+                .iter()
+                .flat_map(|(_, rows)| rows)
+                .filter(|r| r.ts <= h.ts)
+                .max_by_key(|r| r.ts)
+                .map_or(0, |r| r.rss_bytes);
+            (h.mem_available_bytes + held) as f64
+        });
         let series = |f: fn(&SampleRow) -> f64| -> Vec<Vec<(i64, f64)>> {
             segs.iter()
                 .map(|(_, rows)| rows.iter().map(|r| (r.ts, f(r))).collect())
@@ -117,6 +126,7 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
                 "too few samples".into()
             };
             let at = series.iter().flatten().last().map(|(ts, _)| *ts);
+            let line = fitted(&segs, &series, &p, &t);
             push(
                 out,
                 name,
@@ -129,6 +139,9 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
                 ],
                 at,
             );
+            if let Some(a) = out.last_mut() {
+                a.trend = line;
+            }
         }
         if let Some(max) = e.rss_max {
             let peak = data
@@ -222,104 +235,49 @@ pub fn judge(out: &mut Vec<Assertion>, sc: &Scenario, data: &RunData) {
             }
         }
     }
-    for w in &sc.workloads {
-        let service = sc.config.workloads[w].service.get_ref().clone();
-        let loads: Vec<_> = data
-            .events
-            .iter()
-            .filter(|e| e.kind == "load" && e.detail["workload"] == w.as_str())
-            .collect();
-        let sent: u64 = loads
-            .iter()
-            .map(|e| e.detail["sent"].as_u64().unwrap_or(0))
-            .sum();
-        let ok: u64 = loads
-            .iter()
-            .map(|e| e.detail["ok"].as_u64().unwrap_or(0))
-            .sum();
-        if let Some(min) = e.availability_min {
-            let expected = format!(">= {:.3}%", min.0 * 100.0);
-            if sent == 0 {
-                push(
-                    out,
-                    "availability_min",
-                    &service,
-                    Verdict::Unknown,
-                    [
-                        expected,
-                        "no requests".into(),
-                        format!("workload {w} sent no requests"),
-                    ],
-                    None,
-                );
-            } else {
-                let a = ok as f64 / sent as f64;
-                let v = if a >= min.0 {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail
-                };
-                push(
-                    out,
-                    "availability_min",
-                    &service,
-                    v,
-                    [
-                        expected,
-                        format!("{:.3}%", a * 100.0),
-                        format!(
-                            "{ok} of {sent} requests of {w} succeeded ({:.3}%)",
-                            a * 100.0
-                        ),
-                    ],
-                    None,
-                );
-            }
-        }
-        if let Some(max) = e.latency_p99_max {
-            let mut h = LatencyHistogram::default();
-            for e in &loads {
-                h.merge_json(&e.detail["histogram"]);
-            }
-            let expected = format!("p99 <= {}", human(max.0));
-            match h.quantile_ms(0.99) {
-                None => push(
-                    out,
-                    "latency_p99_max",
-                    &service,
-                    Verdict::Unknown,
-                    [
-                        expected,
-                        "no requests".into(),
-                        format!("workload {w} measured no latency"),
-                    ],
-                    None,
-                ),
-                Some(p99) => {
-                    let v = if p99 <= max.0.as_secs_f64() * 1000.0 {
-                        Verdict::Pass
-                    } else {
-                        Verdict::Fail
-                    };
-                    push(
-                        out,
-                        "latency_p99_max",
-                        &service,
-                        v,
-                        [
-                            expected,
-                            format!("{p99:.1} ms"),
-                            format!(
-                                "p99 latency of {w} was {p99:.1} ms over {} requests (open loop)",
-                                h.count()
-                            ),
-                        ],
-                        None,
-                    );
-                }
-            }
-        }
+}
+
+/// The line of `t` through the incarnation it was decided on, found by the
+/// points and span the verdict reports (the trend module does not name the
+/// incarnation). None without a finite slope or when two incarnations match.
+fn fitted(
+    segs: &[(i64, Vec<&SampleRow>)],
+    series: &[Vec<(i64, f64)>],
+    p: &Params,
+    t: &trend::Trend,
+) -> Option<FittedTrend> {
+    if !t.slope_per_hour.is_finite() || t.points == 0 {
+        return None;
     }
+    let mut matching = segs.iter().zip(series).filter_map(|((id, _), s)| {
+        let pts = trend::after_warmup(s, p.warmup_ms);
+        let span = match (pts.first(), pts.last()) {
+            (Some(a), Some(b)) => b.0 - a.0,
+            _ => 0,
+        };
+        (pts.len() == t.points && span == t.span_ms).then_some((*id, pts))
+    });
+    let (incarnation, pts) = matching.next()?;
+    if matching.next().is_some() {
+        return None;
+    }
+    let (from, to) = (pts.first()?.0, pts.last()?.0);
+    // Theil–Sen's intercept: the median of what the slope leaves over.
+    let mut resid: Vec<f64> = pts
+        .iter()
+        .map(|(ts, v)| v - t.slope_per_hour * (ts - from) as f64 / 3_600_000.0)
+        .collect();
+    let mid = resid.len() / 2;
+    let (_, value_at_from, _) = resid.select_nth_unstable_by(mid, f64::total_cmp);
+    Some(FittedTrend {
+        incarnation,
+        warmup_ms: p.warmup_ms,
+        from,
+        to,
+        value_at_from: *value_at_from,
+        slope_per_hour: t.slope_per_hour,
+        projected_limit_ms: t.projected_limit_ms,
+    })
 }
 
 /// Growth of each incarnation from its first to its last tenth (medians,
@@ -417,8 +375,8 @@ fn restart_budget(
         .windows(2)
         .filter(|w| {
             matches!(
-                w[0].cause.as_deref(),
-                Some("unplanned" | "hung" | "gave-up")
+                w[0].cause,
+                Some(Cause::Unplanned | Cause::Hung | Cause::GaveUp)
             )
         })
         .map(|w| w[1].started_at)

@@ -2,8 +2,7 @@
 
 use super::*;
 use crate::config::Config;
-use crate::journal::RunRow;
-use serde_json::json;
+use crate::journal::{Cause, Event, FaultParams, OrphanProcess, RunRow};
 use std::path::Path;
 
 const CONFIG: &str = r#"
@@ -24,14 +23,72 @@ fn scenario(body: &str) -> Scenario {
     Scenario::parse_with(Path::new("/s/x.toml"), &src, |p| Config::parse(p, CONFIG)).unwrap()
 }
 
-fn ev(ts: i64, service: &str, kind: &str, detail: Value) -> EventRow {
-    EventRow {
-        id: ts,
+fn ev(ts: i64, service: &str, event: Event) -> EventRow {
+    EventRow::new(ts, ts, Some(service), event)
+}
+
+fn fault(ts: i64, service: &str, step: usize, action: &str) -> EventRow {
+    fault_with(ts, service, step, action, FaultParams::default())
+}
+
+fn fault_with(ts: i64, service: &str, step: usize, action: &str, params: FaultParams) -> EventRow {
+    ev(
         ts,
-        service: Some(service.into()),
-        kind: kind.into(),
-        detail,
-    }
+        service,
+        Event::FaultInjected {
+            step,
+            action: action.into(),
+            incarnation: Some(1),
+            params,
+        },
+    )
+}
+
+fn exited(ts: i64, service: &str, cause: Cause) -> EventRow {
+    ev(
+        ts,
+        service,
+        Event::Exited {
+            pid: 1001,
+            incarnation: 1,
+            exit_code: None,
+            signal: Some("KILL".into()),
+            cause,
+            orphans: 0,
+            killed_after_grace: false,
+            up_ms: 5_000,
+            log_bytes: 0,
+        },
+    )
+}
+
+fn ready(ts: i64, service: &str) -> EventRow {
+    ev(
+        ts,
+        service,
+        Event::Ready {
+            incarnation: 2,
+            after_ms: 100,
+        },
+    )
+}
+
+fn load(ts: i64, service: &str, workload: &str, sent: u64, failed: u64) -> EventRow {
+    ev(
+        ts,
+        service,
+        Event::Load {
+            workload: workload.into(),
+            sent,
+            ok: sent - failed,
+            failed,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            max_ms: 3.0,
+            errors: Vec::new(),
+            histogram: serde_json::Value::Null,
+        },
+    )
 }
 
 fn inc(
@@ -39,7 +96,7 @@ fn inc(
     service: &str,
     start: i64,
     end: Option<i64>,
-    cause: Option<&str>,
+    cause: Option<Cause>,
     orphans: i64,
 ) -> IncarnationRow {
     IncarnationRow {
@@ -51,7 +108,7 @@ fn inc(
         ended_at: end,
         exit_code: None,
         signal: end.map(|_| "KILL".into()),
-        cause: cause.map(str::to_string),
+        cause,
         orphans: Some(orphans),
     }
 }
@@ -86,18 +143,13 @@ fn a_quick_recovery_passes_healthy_within_and_restarts() {
     ));
     let d = data(
         vec![
-            inc(1, "gateway", 0, Some(5_010), Some("planned"), 0),
-            inc(2, "gateway", 5_120, Some(60_000), Some("stopped"), 0),
+            inc(1, "gateway", 0, Some(5_010), Some(Cause::Planned), 0),
+            inc(2, "gateway", 5_120, Some(60_000), Some(Cause::Stopped), 0),
         ],
         vec![
-            ev(
-                5_000,
-                "gateway",
-                "fault-injected",
-                json!({"step": 0, "action": "kill"}),
-            ),
-            ev(5_010, "gateway", "exited", json!({})),
-            ev(7_400, "gateway", "ready", json!({})),
+            fault(5_000, "gateway", 0, "kill"),
+            exited(5_010, "gateway", Cause::Planned),
+            ready(7_400, "gateway"),
         ],
     );
     let a = judge(&sc, &d);
@@ -113,14 +165,21 @@ fn a_quick_recovery_passes_healthy_within_and_restarts() {
 fn orphans_holding_the_port_fail_with_their_pids() {
     let sc = scenario(&format!("{KILL}[expect]\nno_orphans = true\n"));
     let d = data(
-        vec![inc(1, "gateway", 0, Some(5_010), Some("planned"), 2)],
+        vec![inc(1, "gateway", 0, Some(5_010), Some(Cause::Planned), 2)],
         vec![ev(
             5_200,
             "gateway",
-            "orphans",
-            json!({"pid": 1001, "orphans": [
-            {"pid": 1002, "command": "gateway --worker", "holds_port": true},
-            {"pid": 1003, "command": "gateway --worker", "holds_port": true}]}),
+            Event::Orphans {
+                pid: 1001,
+                incarnation: 1,
+                orphans: [1002, 1003]
+                    .map(|pid| OrphanProcess {
+                        pid,
+                        command: "gateway --worker".into(),
+                        holds_port: true,
+                    })
+                    .into(),
+            },
         )],
     );
     let a = judge(&sc, &d);
@@ -148,19 +207,9 @@ fn an_undetected_hang_fails_naming_green_health_and_failed_work() {
     let sc = scenario(
         "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nscope = \"children\"\nfor = \"15s\"\n[expect]\ndetected_within = \"10s\"\n",
     );
-    let mut events = vec![ev(
-        5_000,
-        "gateway",
-        "fault-injected",
-        json!({"step": 0, "action": "hang"}),
-    )];
+    let mut events = vec![fault(5_000, "gateway", 0, "hang")];
     for s in 6..=15 {
-        events.push(ev(
-            s * 1000,
-            "gateway",
-            "load",
-            json!({"sent": 5, "failed": 5}),
-        ));
+        events.push(load(s * 1000, "gateway", "items", 5, 5));
     }
     let a = judge(
         &sc,
@@ -181,19 +230,9 @@ fn a_hang_the_probe_cannot_see_fails_healthy_within_only_when_work_failed() {
         "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nscope = \"children\"\nfor = \"5s\"\n[expect]\nhealthy_within = \"15s\"\n",
     );
     let judged = |failed: u64| {
-        let mut events = vec![ev(
-            5_000,
-            "gateway",
-            "fault-injected",
-            json!({"step": 0, "action": "hang"}),
-        )];
+        let mut events = vec![fault(5_000, "gateway", 0, "hang")];
         for s in 6..=10 {
-            events.push(ev(
-                s * 1000,
-                "gateway",
-                "load",
-                json!({"sent": 5, "failed": failed}),
-            ));
+            events.push(load(s * 1000, "gateway", "items", 5, failed));
         }
         judge(
             &sc,
@@ -219,13 +258,16 @@ fn a_detected_hang_passes() {
     let d = data(
         vec![],
         vec![
+            fault(5_000, "gateway", 0, "hang"),
             ev(
-                5_000,
+                8_200,
                 "gateway",
-                "fault-injected",
-                json!({"step": 0, "action": "hang"}),
+                Event::Hung {
+                    pid: 1001,
+                    reason: "3 consecutive probe failures".into(),
+                    ready: true,
+                },
             ),
-            ev(8_200, "gateway", "hung", json!({})),
         ],
     );
     let a = judge(&sc, &d);
@@ -243,9 +285,14 @@ fn lost_writes_are_named_and_no_readback_is_unknown() {
         vec![ev(
             50_000,
             "store",
-            "readback",
-            json!({"workload": "items", "checked": 40, "missing_count": 3,
-        "missing": ["k17: status 404", "k18: status 404", "k19: status 404"]}),
+            Event::Readback {
+                workload: "items".into(),
+                checked: 40,
+                missing_count: 3,
+                missing: ["k17", "k18", "k19"]
+                    .map(|k| format!("{k}: status 404"))
+                    .into(),
+            },
         )],
     );
     let a = judge(&sc, &d);
@@ -267,17 +314,29 @@ fn an_ignored_sigterm_fails_stops_within_and_exit_code() {
     let d = data(
         vec![],
         vec![
-            ev(
+            fault_with(
                 5_000,
                 "gateway",
-                "fault-injected",
-                json!({"step": 0, "action": "stop", "signal": "TERM"}),
+                0,
+                "stop",
+                FaultParams {
+                    signal: Some("TERM".into()),
+                    grace_ms: Some(5_000),
+                    ..FaultParams::default()
+                },
             ),
             ev(
                 10_010,
                 "gateway",
-                "stop-result",
-                json!({"step": 0, "took_ms": 5010, "exit_code": null, "signal": "KILL", "killed_after_grace": true, "grace_ms": 5000}),
+                Event::StopResult {
+                    step: 0,
+                    took_ms: Some(5_010),
+                    exit_code: None,
+                    signal: Some("KILL".into()),
+                    killed_after_grace: Some(true),
+                    grace_ms: Some(5_000),
+                    error: None,
+                },
             ),
         ],
     );
@@ -298,17 +357,12 @@ fn a_crash_during_a_fault_fails_survives() {
     let sc = scenario(
         "[[steps]]\nat = \"5s\"\naction = \"fd-exhaustion\"\ntarget = \"gateway\"\nfor = \"5s\"\n[expect]\nsurvives = true\n",
     );
-    let mut crashed = inc(1, "gateway", 0, Some(5_800), Some("unplanned"), 0);
+    let mut crashed = inc(1, "gateway", 0, Some(5_800), Some(Cause::Unplanned), 0);
     crashed.exit_code = Some(1);
     crashed.signal = None;
     let d = data(
         vec![crashed],
-        vec![ev(
-            5_000,
-            "gateway",
-            "fault-injected",
-            json!({"step": 0, "action": "fd-exhaustion"}),
-        )],
+        vec![fault(5_000, "gateway", 0, "fd-exhaustion")],
     );
     let a = judge(&sc, &d);
     assert_eq!(
@@ -323,4 +377,238 @@ fn glob_matches_star_patterns() {
     assert!(!glob("*.tmp", "gateway.db"));
     assert!(glob("a*b*c", "aXXbYc"));
     assert!(glob("exact", "exact"));
+}
+
+/// The trend an `rss_slope_max` verdict decided on travels with it, so the
+/// report can draw that line and not a refit of its own.
+#[test]
+fn a_trend_assertion_carries_the_line_it_fitted() {
+    const HOUR: i64 = 3_600_000;
+    const MB: f64 = 1_048_576.0;
+    let sc = scenario("[expect]\nrss_slope_max = \"10MB/h\"\nwarmup = \"10m\"\n");
+    let mut d = data(
+        vec![
+            inc(1, "gateway", 0, Some(2 * HOUR), Some(Cause::Stopped), 0),
+            inc(2, "store", 0, Some(2 * HOUR), Some(Cause::Stopped), 0),
+        ],
+        vec![],
+    );
+    d.run.as_mut().unwrap().ended_at = Some(2 * HOUR);
+    for i in 0..720 {
+        let ts = i * 10_000;
+        let hours = ts as f64 / HOUR as f64;
+        // gateway leaks 50 MB/h with a sawtooth; store stays flat.
+        for (inc, mb) in [(1, 100.0 + 50.0 * hours + (i % 30) as f64 * 0.2), (2, 80.0)] {
+            d.samples.push(crate::journal::SampleRow {
+                ts,
+                incarnation: inc,
+                rss_bytes: (mb * MB) as i64,
+                cpu_seconds: 0.0,
+                fds: 10,
+                threads: 4,
+                processes: 1,
+            });
+        }
+    }
+    let a = judge(&sc, &d);
+    let leak = a
+        .iter()
+        .find(|a| a.service.as_deref() == Some("gateway"))
+        .unwrap();
+    assert_eq!(leak.verdict, Verdict::Fail, "{leak:#?}");
+    let line = leak.trend.as_ref().expect("a fitted line");
+    assert_eq!(line.incarnation, 1);
+    assert_eq!((line.warmup_ms, line.from), (600_000, 600_000));
+    assert_eq!(line.to, 719 * 10_000);
+    assert!((line.slope_per_hour / MB - 50.0).abs() < 1.0, "{line:?}");
+    // At the start of the fit the line sits on the data (100 + 50 * 10 min).
+    assert!((line.value_at_from / MB - 108.3).abs() < 3.0, "{line:?}");
+    let flat = a
+        .iter()
+        .find(|a| a.service.as_deref() == Some("store"))
+        .unwrap();
+    assert_eq!(flat.verdict, Verdict::Pass, "{flat:#?}");
+    assert_eq!(flat.trend.as_ref().map(|l| l.incarnation), Some(2));
+}
+
+/// 13.6: a stop whose outcome never came back is no evidence of a quick,
+/// clean exit.
+#[test]
+fn a_stop_without_an_outcome_is_unknown_not_a_zero_ms_exit() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"stop\"\ntarget = \"gateway\"\n[expect]\nstops_within = \"5s\"\nexit_code = 0\n",
+    );
+    let judged = |took_ms, exit_code, error: Option<&str>| {
+        let d = data(
+            vec![],
+            vec![
+                fault(5_000, "gateway", 0, "stop"),
+                ev(
+                    5_300,
+                    "gateway",
+                    Event::StopResult {
+                        step: 0,
+                        took_ms,
+                        exit_code,
+                        signal: None,
+                        killed_after_grace: took_ms.map(|_| false),
+                        grace_ms: took_ms.map(|_| 5_000),
+                        error: error.map(str::to_string),
+                    },
+                ),
+            ],
+        );
+        judge(&sc, &d)
+    };
+    let lost = judged(None, None, Some("not running"));
+    assert_eq!(lost.len(), 2, "{lost:#?}");
+    for a in &lost {
+        assert_eq!(a.verdict, Verdict::Unknown, "{a:#?}");
+        assert!(a.reason.contains("not running"), "{}", a.reason);
+    }
+    let clean = judged(Some(300), Some(0), None);
+    assert!(
+        clean.iter().all(|a| a.verdict == Verdict::Pass),
+        "{clean:#?}"
+    );
+}
+
+/// 13.9: each fault's window runs to the next fault on the same service
+/// (or the run's end), not to the next fault anywhere; and a service that
+/// several steps target is judged once per expectation, not once per step.
+#[test]
+fn faults_on_several_services_are_judged_each_in_its_own_window() {
+    let sc = scenario(
+        "[[steps]]\nat = \"5s\"\naction = \"hang\"\ntarget = \"gateway\"\nfor = \"20s\"\n\
+         [[steps]]\nat = \"10s\"\naction = \"hang\"\ntarget = \"store\"\nfor = \"5s\"\n\
+         [[steps]]\nat = \"40s\"\naction = \"hang\"\ntarget = \"gateway\"\nfor = \"5s\"\n\
+         [expect]\nsurvives = true\nrestarts = { max = 0 }\n",
+    );
+    let mut died = inc(1, "gateway", 0, Some(15_000), Some(Cause::Unplanned), 0);
+    died.exit_code = Some(1);
+    died.signal = None;
+    let d = data(
+        vec![
+            died,
+            inc(2, "gateway", 15_200, Some(60_000), Some(Cause::Stopped), 0),
+            inc(3, "store", 0, Some(60_000), Some(Cause::Stopped), 0),
+        ],
+        vec![
+            fault(5_000, "gateway", 0, "hang"),
+            fault(10_000, "store", 1, "hang"),
+            fault(40_000, "gateway", 2, "hang"),
+        ],
+    );
+    let a = judge(&sc, &d);
+    let survives: Vec<(&str, Verdict)> = a
+        .iter()
+        .filter(|a| a.name == "survives")
+        .map(|a| (a.service.as_deref().unwrap(), a.verdict))
+        .collect();
+    // The gateway died at 15 s, inside its own hang (5 s to 40 s), though
+    // the store's hang began at 10 s.
+    assert_eq!(
+        survives,
+        [
+            ("gateway", Verdict::Fail),
+            ("store", Verdict::Pass),
+            ("gateway", Verdict::Pass)
+        ],
+        "{a:#?}"
+    );
+    let restarts: Vec<&str> = a
+        .iter()
+        .filter(|a| a.name == "restarts")
+        .map(|a| a.service.as_deref().unwrap())
+        .collect();
+    assert_eq!(restarts, ["gateway", "store"], "{a:#?}");
+}
+
+/// 13.8: the memory a service can still grow into is its own RSS plus
+/// what the host has available, not the available memory alone.
+#[test]
+fn the_projection_to_host_memory_counts_the_rss_already_held() {
+    const HOUR: i64 = 3_600_000;
+    const MB: f64 = 1_048_576.0;
+    let sc = scenario("[expect]\nrss_slope_max = \"10MB/h\"\n");
+    let mut d = data(
+        vec![inc(
+            1,
+            "gateway",
+            0,
+            Some(2 * HOUR),
+            Some(Cause::Stopped),
+            0,
+        )],
+        vec![],
+    );
+    d.run.as_mut().unwrap().ended_at = Some(2 * HOUR);
+    for i in 0..720 {
+        let ts = i * 10_000;
+        // 500 MB growing 50 MB/h: 600 MB at the end, 400 MB still available.
+        let mb = 500.0 + 50.0 * ts as f64 / HOUR as f64;
+        d.samples.push(crate::journal::SampleRow {
+            ts,
+            incarnation: 1,
+            rss_bytes: (mb * MB) as i64,
+            cpu_seconds: 0.0,
+            fds: 10,
+            threads: 4,
+            processes: 1,
+        });
+    }
+    d.host_samples.push(crate::journal::HostSampleRow {
+        ts: 2 * HOUR - 10_000,
+        mem_available_bytes: (400.0 * MB) as i64,
+        disk_free_bytes: 0,
+        soak_rss_bytes: 0,
+        soak_cpu_seconds: 0.0,
+    });
+    let a = judge(&sc, &d);
+    let leak = a
+        .iter()
+        .find(|a| a.service.as_deref() == Some("gateway"))
+        .unwrap();
+    let projected = leak
+        .trend
+        .as_ref()
+        .and_then(|l| l.projected_limit_ms)
+        .expect("a projection");
+    // 400 MB more at 50 MB/h: about 8 h, not "already there".
+    assert!(
+        (7 * HOUR..9 * HOUR).contains(&projected),
+        "{projected} ms: {leak:#?}"
+    );
+}
+
+/// A row this version cannot read makes the run unknown, naming why,
+/// instead of letting a verdict pass without that evidence.
+#[test]
+fn an_unreadable_event_makes_the_run_unknown() {
+    let sc = scenario(&format!("{KILL}[expect]\nhealthy_within = \"15s\"\n"));
+    let events = |exited: EventRow| {
+        vec![
+            fault(5_000, "gateway", 0, "kill"),
+            exited,
+            ready(7_400, "gateway"),
+        ]
+    };
+    let readable = judge(
+        &sc,
+        &data(vec![], events(exited(5_010, "gateway", Cause::Planned))),
+    );
+    assert_eq!(overall(&readable, false), Verdict::Pass, "{readable:#?}");
+    let renamed = EventRow::from_row(
+        5_010,
+        5_010,
+        Some("gateway"),
+        "exited".into(),
+        serde_json::json!({"pid": 1001, "why": "planned"}),
+    );
+    let a = judge(&sc, &data(vec![], events(renamed)));
+    assert_eq!(overall(&a, false), Verdict::Unknown, "{a:#?}");
+    let last = a.last().unwrap();
+    assert_eq!(last.name, "journal_readable");
+    assert!(last.reason.starts_with("1 event row(s)"), "{}", last.reason);
+    assert!(last.reason.contains("exited"), "{}", last.reason);
 }

@@ -6,8 +6,19 @@
 //! on (`sqlite3 journal.sqlite` works mid-run) and consistent when soak is
 //! SIGKILLed: a torn batch is rolled back on the next open, so at most the
 //! last quarter second is lost.
+//!
+//! This file is the writer; `read.rs` reads a journal back whole and
+//! `event.rs` is the one typed [`Event`] both sides share.
 
-use rusqlite::{Connection, OptionalExtension, params};
+mod event;
+mod read;
+
+pub use event::{Event, FaultParams, FaultUndone, OrphanProcess, ScheduledFault};
+pub use read::{
+    EventRow, HostSampleRow, IncarnationRow, RunData, RunRow, SampleRow, ServiceSampleRow, read,
+};
+
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -67,6 +78,34 @@ impl Cause {
             Cause::GaveUp => "gave-up",
             Cause::Stopped => "stopped",
         }
+    }
+
+    /// The cause named `s` in the journal, if this version knows it.
+    pub fn parse(s: &str) -> Option<Cause> {
+        [
+            Cause::Planned,
+            Cause::Unplanned,
+            Cause::Hung,
+            Cause::GaveUp,
+            Cause::Stopped,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cause reads as its journal name, so `row.cause.as_deref() ==
+/// Some("hung")` keeps working for code written when the column was a string.
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -163,6 +202,8 @@ impl JournalTx {
         let _ = self.tx.send(r);
     }
 
+    /// Journals an event given as kind and JSON. Only for emitters not yet
+    /// converted to [`JournalTx::emit`] (chaos.rs).
     pub fn event(&self, service: Option<&str>, kind: &str, detail: serde_json::Value) {
         self.send(Record::Event {
             ts: crate::clock::now_ms(),
@@ -170,6 +211,12 @@ impl JournalTx {
             kind: kind.to_string(),
             detail,
         });
+    }
+
+    /// Journals `event` now.
+    pub fn emit(&self, service: Option<&str>, event: &Event) {
+        let (kind, detail) = event.to_row();
+        self.event(service, &kind, detail);
     }
 
     /// Incarnation ids are handed out here, not by SQLite, so the supervisor
@@ -398,236 +445,6 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
     .map(|_| ())
 }
 
-/// What a finished (or interrupted) run's journal holds, read back whole:
-/// the input of verdicts, reports and summaries.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RunData {
-    pub run: Option<RunRow>,
-    pub incarnations: Vec<IncarnationRow>,
-    pub events: Vec<EventRow>,
-    /// Per incarnation (main process and descendants, summed), by time.
-    pub samples: Vec<SampleRow>,
-    pub service_samples: Vec<ServiceSampleRow>,
-    pub host_samples: Vec<HostSampleRow>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SampleRow {
-    pub ts: i64,
-    pub incarnation: i64,
-    pub rss_bytes: i64,
-    pub cpu_seconds: f64,
-    pub fds: i64,
-    pub threads: i64,
-    pub processes: i64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ServiceSampleRow {
-    pub ts: i64,
-    pub service: String,
-    pub db_bytes: i64,
-    pub wal_bytes: i64,
-    pub log_bytes: i64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct HostSampleRow {
-    pub ts: i64,
-    pub mem_available_bytes: i64,
-    pub disk_free_bytes: i64,
-    pub soak_rss_bytes: i64,
-    pub soak_cpu_seconds: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRow {
-    pub id: String,
-    pub scenario: Option<String>,
-    pub started_at: i64,
-    pub ended_at: Option<i64>,
-    pub seed: Option<i64>,
-    pub soak_version: String,
-    pub interrupted: bool,
-    pub config_path: Option<String>,
-    pub config: Option<String>,
-    pub scenario_path: Option<String>,
-    pub scenario_toml: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct IncarnationRow {
-    pub id: i64,
-    pub service: String,
-    pub pid: Option<i32>,
-    pub started_at: i64,
-    pub ready_at: Option<i64>,
-    pub ended_at: Option<i64>,
-    pub exit_code: Option<i32>,
-    pub signal: Option<String>,
-    pub cause: Option<String>,
-    pub orphans: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct EventRow {
-    pub id: i64,
-    pub ts: i64,
-    pub service: Option<String>,
-    pub kind: String,
-    pub detail: serde_json::Value,
-}
-
-/// Keeps a load event's latency histogram as its JSON text. Parsed, each
-/// bucket is a little tree of heap values, some 20 times the text: reading
-/// 72 h of per-minute load took 73 of 123 MB that way. Only the p99
-/// verdict reads histograms, once each, and
-/// [`crate::workload::LatencyHistogram::merge_json`] takes either form.
-fn compact_histogram(detail: &mut serde_json::Value) {
-    if let Some(h) = detail.get_mut("histogram")
-        && !h.is_string()
-    {
-        *h = serde_json::Value::String(h.to_string());
-    }
-}
-
-/// Opens a journal for reading (also one a killed run left behind).
-pub fn read(path: &Path) -> Result<RunData, JournalError> {
-    let wrap = |source| JournalError {
-        path: path.display().to_string(),
-        source,
-    };
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(wrap)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
-    let run = conn
-        .query_row(
-            "SELECT id, scenario, started_at, ended_at, seed, soak_version, interrupted, config_path, config, scenario_path, scenario_toml FROM runs LIMIT 1",
-            [],
-            |r| {
-                Ok(RunRow {
-                    id: r.get(0)?,
-                    scenario: r.get(1)?,
-                    started_at: r.get(2)?,
-                    ended_at: r.get(3)?,
-                    seed: r.get(4)?,
-                    soak_version: r.get(5)?,
-                    interrupted: r.get::<_, i64>(6)? != 0,
-                    config_path: r.get(7)?,
-                    config: r.get(8)?,
-                    scenario_path: r.get(9)?,
-                    scenario_toml: r.get(10)?,
-                })
-            },
-        )
-        .optional()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare("SELECT id, service, pid, started_at, ready_at, ended_at, exit_code, signal, cause, orphans FROM incarnations ORDER BY id")
-        .map_err(wrap)?;
-    let incarnations = stmt
-        .query_map([], |r| {
-            Ok(IncarnationRow {
-                id: r.get(0)?,
-                service: r.get(1)?,
-                pid: r.get(2)?,
-                started_at: r.get(3)?,
-                ready_at: r.get(4)?,
-                ended_at: r.get(5)?,
-                exit_code: r.get(6)?,
-                signal: r.get(7)?,
-                cause: r.get(8)?,
-                orphans: r.get(9)?,
-            })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare("SELECT id, ts, service, kind, detail FROM events ORDER BY ts, id")
-        .map_err(wrap)?;
-    let events = stmt
-        .query_map([], |r| {
-            let detail: String = r.get(4)?;
-            let kind: String = r.get(3)?;
-            let mut detail =
-                serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
-            if kind == "load" {
-                compact_histogram(&mut detail);
-            }
-            Ok(EventRow {
-                id: r.get(0)?,
-                ts: r.get(1)?,
-                service: r.get(2)?,
-                kind,
-                detail,
-            })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare("SELECT ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes FROM samples ORDER BY ts")
-        .map_err(wrap)?;
-    let samples = stmt
-        .query_map([], |r| {
-            Ok(SampleRow {
-                ts: r.get(0)?,
-                incarnation: r.get(1)?,
-                rss_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                cpu_seconds: r.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
-                fds: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
-                threads: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
-                processes: r.get::<_, Option<i64>>(6)?.unwrap_or(0),
-            })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts",
-        )
-        .map_err(wrap)?;
-    let service_samples = stmt
-        .query_map([], |r| {
-            Ok(ServiceSampleRow {
-                ts: r.get(0)?,
-                service: r.get(1)?,
-                db_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                wal_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-                log_bytes: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
-            })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare("SELECT ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds FROM host_samples ORDER BY ts")
-        .map_err(wrap)?;
-    let host_samples = stmt
-        .query_map([], |r| {
-            Ok(HostSampleRow {
-                ts: r.get(0)?,
-                mem_available_bytes: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                disk_free_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                soak_rss_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-                soak_cpu_seconds: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
-            })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    Ok(RunData {
-        run,
-        incarnations,
-        events,
-        samples,
-        service_samples,
-        host_samples,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,15 +480,95 @@ mod tests {
             cause: Cause::GaveUp,
             orphans: 0,
         });
-        tx.event(Some("a"), "started", serde_json::json!({"pid": 42}));
+        let started = Event::Started {
+            pid: 42,
+            incarnation: id,
+        };
+        tx.emit(Some("a"), &started);
         drop(tx);
         journal.close();
         let data = read(&path).unwrap();
         assert_eq!(data.run.unwrap().id, "r1");
         assert_eq!(data.incarnations.len(), 1);
-        assert_eq!(data.incarnations[0].cause.as_deref(), Some("gave-up"));
+        assert_eq!(data.incarnations[0].cause, Some(Cause::GaveUp));
         assert_eq!(data.incarnations[0].exit_code, Some(3));
-        assert_eq!(data.events[0].detail["pid"], 42);
+        // The row layout people query with sqlite3 is what it always was.
+        assert_eq!(data.events[0].kind, "started");
+        assert_eq!(
+            data.events[0].detail,
+            serde_json::json!({"pid": 42, "incarnation": id})
+        );
+        assert_eq!(data.events[0].event, started);
+    }
+
+    /// chaos.rs still journals kind + JSON; those rows read back typed.
+    #[test]
+    fn rows_written_as_json_read_back_as_typed_events() {
+        let row = |kind: &str, detail| EventRow::from_row(1, 2, Some("a"), kind.into(), detail);
+        let stop = row(
+            "stop-result",
+            serde_json::json!({"step": 1, "took_ms": 40, "exit_code": 0, "signal": null,
+                "killed_after_grace": false, "grace_ms": 5000}),
+        );
+        assert_eq!(
+            stop.event,
+            Event::StopResult {
+                step: 1,
+                took_ms: Some(40),
+                exit_code: Some(0),
+                signal: None,
+                killed_after_grace: Some(false),
+                grace_ms: Some(5000),
+                error: None,
+            }
+        );
+        let fault = row(
+            "fault-injected",
+            serde_json::json!({"signal": "KILL", "scope": "main", "pids": [7],
+                "step": 0, "action": "kill", "incarnation": 3}),
+        );
+        let Event::FaultInjected {
+            step: 0,
+            incarnation: Some(3),
+            params,
+            ..
+        } = &fault.event
+        else {
+            panic!("{fault:?}");
+        };
+        assert_eq!(params.pids, Some(vec![7]));
+        assert_eq!(params.signal.as_deref(), Some("KILL"));
+    }
+
+    /// A row of another soak version is kept as a row and judged as
+    /// missing, with the reason, never a panic.
+    #[test]
+    fn an_unknown_kind_or_shape_reads_as_unreadable() {
+        let unknown = EventRow::from_row(
+            1,
+            2,
+            None,
+            "from-the-future".into(),
+            serde_json::json!({"x": 1}),
+        );
+        let Event::Unreadable { why } = &unknown.event else {
+            panic!("{unknown:?}");
+        };
+        assert!(why.contains("from-the-future"), "{why}");
+        assert_eq!(unknown.detail, serde_json::json!({"x": 1}));
+        let renamed = EventRow::from_row(
+            1,
+            2,
+            None,
+            "ready".into(),
+            serde_json::json!({"incarnation": 1, "after": 5}),
+        );
+        let Event::Unreadable { why } = &renamed.event else {
+            panic!("{renamed:?}");
+        };
+        assert!(why.contains("after_ms"), "{why}");
+        let text = EventRow::from_row(1, 2, None, "exited".into(), "not json".into());
+        assert!(matches!(text.event, Event::Unreadable { .. }));
     }
 
     /// A load event's histogram comes back as text (compact in memory) and
@@ -687,19 +584,35 @@ mod tests {
         for ms in 1..=500 {
             h.record(f64::from(ms));
         }
-        tx.event(
+        tx.emit(
             Some("a"),
-            "load",
-            serde_json::json!({"workload": "w", "sent": 500, "histogram": h.to_json()}),
+            &Event::Load {
+                workload: "w".into(),
+                sent: 500,
+                ok: 500,
+                failed: 0,
+                p50_ms: 250.0,
+                p99_ms: 495.0,
+                max_ms: 500.0,
+                errors: Vec::new(),
+                histogram: h.to_json(),
+            },
         );
         drop(tx);
         journal.close();
         let data = read(&path).unwrap();
-        let detail = &data.events[0].detail;
-        assert!(detail["histogram"].is_string(), "{detail}");
-        assert_eq!(detail["sent"], 500);
+        let Event::Load {
+            sent, histogram, ..
+        } = &data.events[0].event
+        else {
+            panic!("{:?}", data.events[0]);
+        };
+        assert!(histogram.is_string(), "{histogram}");
+        assert_eq!(*sent, 500);
+        // Kept once, in the event, not again in the row's detail.
+        assert!(data.events[0].detail.get("histogram").is_none());
         let mut merged = LatencyHistogram::default();
-        merged.merge_json(&detail["histogram"]);
+        merged.merge_json(histogram);
         assert_eq!(merged.count(), 500);
         assert_eq!(merged.quantile_ms(0.99), h.quantile_ms(0.99));
     }

@@ -1,0 +1,288 @@
+//! Reading a journal back whole: the input of verdicts, reports and
+//! summaries. Works on a journal a killed run left behind too.
+
+use super::{Cause, Event, JournalError};
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+/// What a finished (or interrupted) run's journal holds, read back whole:
+/// the input of verdicts, reports and summaries.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunData {
+    pub run: Option<RunRow>,
+    pub incarnations: Vec<IncarnationRow>,
+    pub events: Vec<EventRow>,
+    /// Per incarnation (main process and descendants, summed), by time.
+    pub samples: Vec<SampleRow>,
+    pub service_samples: Vec<ServiceSampleRow>,
+    pub host_samples: Vec<HostSampleRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SampleRow {
+    pub ts: i64,
+    pub incarnation: i64,
+    pub rss_bytes: i64,
+    pub cpu_seconds: f64,
+    pub fds: i64,
+    pub threads: i64,
+    pub processes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServiceSampleRow {
+    pub ts: i64,
+    pub service: String,
+    pub db_bytes: i64,
+    pub wal_bytes: i64,
+    pub log_bytes: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HostSampleRow {
+    pub ts: i64,
+    pub mem_available_bytes: i64,
+    pub disk_free_bytes: i64,
+    pub soak_rss_bytes: i64,
+    pub soak_cpu_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub scenario: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub seed: Option<i64>,
+    pub soak_version: String,
+    pub interrupted: bool,
+    pub config_path: Option<String>,
+    pub config: Option<String>,
+    pub scenario_path: Option<String>,
+    pub scenario_toml: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IncarnationRow {
+    pub id: i64,
+    pub service: String,
+    pub pid: Option<i32>,
+    pub started_at: i64,
+    pub ready_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    /// None while it runs, and for a cause this version does not know.
+    pub cause: Option<Cause>,
+    pub orphans: Option<i64>,
+}
+
+/// One row of `events`. `kind` and `detail` are the row as stored (for
+/// display and ad-hoc reading); verdicts and reports judge `event`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRow {
+    pub id: i64,
+    pub ts: i64,
+    pub service: Option<String>,
+    pub kind: String,
+    /// A load event's histogram is moved to `event` (it is most of the
+    /// row's size), so it is absent here.
+    pub detail: serde_json::Value,
+    #[serde(skip)]
+    pub event: Event,
+}
+
+impl EventRow {
+    /// The row `event` is written as (for tests and tools that build runs).
+    pub fn new(id: i64, ts: i64, service: Option<&str>, event: Event) -> EventRow {
+        let (kind, detail) = event.to_row();
+        EventRow {
+            id,
+            ts,
+            service: service.map(str::to_string),
+            kind,
+            detail,
+            event,
+        }
+    }
+}
+
+/// Keeps a load event's latency histogram as its JSON text. Parsed, each
+/// bucket is a little tree of heap values, some 20 times the text: reading
+/// 72 h of per-minute load took 73 of 123 MB that way. Only the p99
+/// verdict reads histograms, once each, and
+/// [`crate::workload::LatencyHistogram::merge_json`] takes either form.
+fn compact_histogram(detail: &mut serde_json::Value) {
+    if let Some(h) = detail.get_mut("histogram")
+        && !h.is_string()
+    {
+        *h = serde_json::Value::String(h.to_string());
+    }
+}
+
+impl EventRow {
+    /// Reads a stored row into its [`Event`] (an [`Event::Unreadable`] if
+    /// this version cannot).
+    pub fn from_row(
+        id: i64,
+        ts: i64,
+        service: Option<&str>,
+        kind: String,
+        mut detail: serde_json::Value,
+    ) -> EventRow {
+        if kind == "load" {
+            compact_histogram(&mut detail);
+        }
+        let (event, mut detail) = Event::parse(&kind, detail);
+        if let Some(d) = detail.as_object_mut()
+            && matches!(event, Event::Load { .. })
+        {
+            d.remove("histogram");
+        }
+        EventRow {
+            id,
+            ts,
+            service: service.map(str::to_string),
+            kind,
+            detail,
+            event,
+        }
+    }
+}
+
+/// Opens a journal for reading (also one a killed run left behind).
+pub fn read(path: &Path) -> Result<RunData, JournalError> {
+    let wrap = |source| JournalError {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(wrap)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
+    let run = conn
+        .query_row(
+            "SELECT id, scenario, started_at, ended_at, seed, soak_version, interrupted, config_path, config, scenario_path, scenario_toml FROM runs LIMIT 1",
+            [],
+            |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    scenario: r.get(1)?,
+                    started_at: r.get(2)?,
+                    ended_at: r.get(3)?,
+                    seed: r.get(4)?,
+                    soak_version: r.get(5)?,
+                    interrupted: r.get::<_, i64>(6)? != 0,
+                    config_path: r.get(7)?,
+                    config: r.get(8)?,
+                    scenario_path: r.get(9)?,
+                    scenario_toml: r.get(10)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT id, service, pid, started_at, ready_at, ended_at, exit_code, signal, cause, orphans FROM incarnations ORDER BY id")
+        .map_err(wrap)?;
+    let incarnations = stmt
+        .query_map([], |r| {
+            Ok(IncarnationRow {
+                id: r.get(0)?,
+                service: r.get(1)?,
+                pid: r.get(2)?,
+                started_at: r.get(3)?,
+                ready_at: r.get(4)?,
+                ended_at: r.get(5)?,
+                exit_code: r.get(6)?,
+                signal: r.get(7)?,
+                cause: r
+                    .get::<_, Option<String>>(8)?
+                    .as_deref()
+                    .and_then(Cause::parse),
+                orphans: r.get(9)?,
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT id, ts, service, kind, detail FROM events ORDER BY ts, id")
+        .map_err(wrap)?;
+    let events = stmt
+        .query_map([], |r| {
+            let detail: String = r.get(4)?;
+            let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
+            Ok(EventRow::from_row(
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, Option<String>>(2)?.as_deref(),
+                r.get(3)?,
+                detail,
+            ))
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes FROM samples ORDER BY ts")
+        .map_err(wrap)?;
+    let samples = stmt
+        .query_map([], |r| {
+            Ok(SampleRow {
+                ts: r.get(0)?,
+                incarnation: r.get(1)?,
+                rss_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                cpu_seconds: r.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
+                fds: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                threads: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                processes: r.get::<_, Option<i64>>(6)?.unwrap_or(0),
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts",
+        )
+        .map_err(wrap)?;
+    let service_samples = stmt
+        .query_map([], |r| {
+            Ok(ServiceSampleRow {
+                ts: r.get(0)?,
+                service: r.get(1)?,
+                db_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                wal_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                log_bytes: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    let mut stmt = conn
+        .prepare("SELECT ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds FROM host_samples ORDER BY ts")
+        .map_err(wrap)?;
+    let host_samples = stmt
+        .query_map([], |r| {
+            Ok(HostSampleRow {
+                ts: r.get(0)?,
+                mem_available_bytes: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                disk_free_bytes: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                soak_rss_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                soak_cpu_seconds: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
+            })
+        })
+        .map_err(wrap)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(wrap)?;
+    Ok(RunData {
+        run,
+        incarnations,
+        events,
+        samples,
+        service_samples,
+        host_samples,
+    })
+}

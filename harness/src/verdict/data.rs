@@ -1,0 +1,253 @@
+//! Data and disk: acknowledged writes survive, databases pass
+//! integrity_check, no files left behind, the log does not flood.
+
+use super::{Judge, Verdict, bytes, events_of, ms, run_end};
+use crate::config::scenario::Scenario;
+use crate::journal::Event;
+
+pub(super) fn writes_survive(j: &mut Judge, workload: &str) {
+    // The last read-back of the workload: (row, checked, missing count, missing).
+    let rb = j.data.events.iter().rev().find_map(|e| match &e.event {
+        Event::Readback {
+            workload: w,
+            checked,
+            missing_count,
+            missing,
+        } if w == workload => Some((e, *checked, *missing_count, missing)),
+        _ => None,
+    });
+    let expected = "every acknowledged write readable".to_string();
+    let svc = rb.and_then(|r| r.0.service.clone());
+    let Some((rb, checked, missing, missing_list)) = rb else {
+        j.push(
+            "writes_survive",
+            None,
+            Verdict::Unknown,
+            [
+                expected,
+                "no read-back".into(),
+                format!("acknowledged writes of {workload} were not read back (run interrupted?)"),
+            ],
+            None,
+        );
+        return;
+    };
+    if checked == 0 {
+        j.push(
+            "writes_survive",
+            svc.as_deref(),
+            Verdict::Unknown,
+            [
+                expected,
+                "0 acknowledged".into(),
+                format!("no write of {workload} was acknowledged, so none could be lost"),
+            ],
+            Some(rb.ts),
+        );
+    } else if missing == 0 {
+        j.push(
+            "writes_survive",
+            svc.as_deref(),
+            Verdict::Pass,
+            [
+                expected,
+                format!("{checked} of {checked} readable"),
+                format!("all {checked} acknowledged writes of {workload} readable after the run"),
+            ],
+            Some(rb.ts),
+        );
+    } else {
+        let keys: Vec<String> = missing_list
+            .iter()
+            .take(5)
+            .filter_map(|m| m.split(':').next().map(str::to_string))
+            .collect();
+        j.push(
+            "writes_survive",
+            svc.as_deref(),
+            Verdict::Fail,
+            [
+                expected,
+                format!("{missing} of {checked} missing"),
+                format!(
+                    "{missing} acknowledged write(s) of {workload} missing after the run: {}{}",
+                    keys.join(", "),
+                    if missing > 5 { ", ..." } else { "" }
+                ),
+            ],
+            Some(rb.ts),
+        );
+    }
+}
+
+pub(super) fn integrity(j: &mut Judge, sc: &Scenario) {
+    for s in &sc.services {
+        if sc.config.services[s].sqlite.is_empty() {
+            continue;
+        }
+        // Each database checked: (when, path, result).
+        let checks: Vec<(i64, &str, &str)> = events_of(j.data, s)
+            .filter_map(|e| match &e.event {
+                Event::Integrity { db, result } => Some((e.ts, db.as_str(), result.as_str())),
+                _ => None,
+            })
+            .collect();
+        let expected = "PRAGMA integrity_check = ok".to_string();
+        if checks.is_empty() {
+            j.push(
+                "integrity",
+                Some(s),
+                Verdict::Unknown,
+                [
+                    expected,
+                    "not checked".into(),
+                    format!("the databases of {s} were not checked (run interrupted?)"),
+                ],
+                None,
+            );
+            continue;
+        }
+        let bad: Vec<String> = checks
+            .iter()
+            .filter(|c| c.2 != "ok")
+            .map(|(_, db, result)| format!("{db}: {result}"))
+            .collect();
+        if bad.is_empty() {
+            j.push(
+                "integrity",
+                Some(s),
+                Verdict::Pass,
+                [
+                    expected,
+                    "ok".into(),
+                    format!("{} database(s) of {s} pass integrity_check", checks.len()),
+                ],
+                Some(checks[0].0),
+            );
+        } else {
+            j.push(
+                "integrity",
+                Some(s),
+                Verdict::Fail,
+                [expected, "damaged".into(), bad.join("; ")],
+                Some(checks[0].0),
+            );
+        }
+    }
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
+}
+
+pub(super) fn no_leftovers(j: &mut Judge, sc: &Scenario, patterns: &[String]) {
+    for s in &sc.services {
+        let listing = events_of(j.data, s)
+            .filter_map(|e| match &e.event {
+                Event::DataDir { path: _, files } => Some((e.ts, files)),
+                _ => None,
+            })
+            .last();
+        let Some((listed_at, files)) = listing else {
+            j.push(
+                "no_leftovers",
+                Some(s),
+                Verdict::Unknown,
+                [
+                    format!("no {} left", patterns.join(", ")),
+                    "not listed".into(),
+                    format!("the data dir of {s} was not listed after it stopped"),
+                ],
+                None,
+            );
+            continue;
+        };
+        let left: Vec<String> = files
+            .iter()
+            .filter(|f| patterns.iter().any(|p| glob(p, f)))
+            .cloned()
+            .collect();
+        let expected = format!("no {} left after stop", patterns.join(", "));
+        if left.is_empty() {
+            j.push(
+                "no_leftovers",
+                Some(s),
+                Verdict::Pass,
+                [
+                    expected,
+                    "none".into(),
+                    format!("{s} cleaned up after itself"),
+                ],
+                Some(listed_at),
+            );
+        } else {
+            j.push(
+                "no_leftovers",
+                Some(s),
+                Verdict::Fail,
+                [
+                    expected,
+                    left.join(", "),
+                    format!(
+                        "{s} left {} file(s) behind after stopping: {}",
+                        left.len(),
+                        left.join(", ")
+                    ),
+                ],
+                Some(listed_at),
+            );
+        }
+    }
+}
+
+pub(super) fn log_rate(j: &mut Judge, service: &str, max_per_hour: f64) {
+    // The sampler's running count when there is one (it sees a run that
+    // was killed too); else what each incarnation's shim counted at exit.
+    let sampled = j
+        .data
+        .service_samples
+        .iter()
+        .filter(|s| s.service == service)
+        .map(|s| s.log_bytes.max(0) as u64)
+        .max()
+        .unwrap_or(0);
+    let at_exit: u64 = events_of(j.data, service)
+        .map(|e| match &e.event {
+            Event::Exited { log_bytes, .. } => *log_bytes,
+            _ => 0,
+        })
+        .sum();
+    let written = sampled.max(at_exit);
+    let start = j.data.run.as_ref().map_or(0, |r| r.started_at);
+    let span_ms = (run_end(j.data) - start).max(1);
+    let per_hour = written as f64 * 3_600_000.0 / span_ms as f64;
+    let expected = format!("log <= {}/min", bytes(max_per_hour / 60.0));
+    let observed = format!(
+        "{} in {} ({}/min)",
+        bytes(written as f64),
+        ms(span_ms),
+        bytes(per_hour / 60.0)
+    );
+    let ok = per_hour <= max_per_hour;
+    let reason = if ok {
+        format!("{service} wrote {observed}")
+    } else {
+        format!("{service} flooded its log: {observed}")
+    };
+    j.push(
+        "log_rate_max",
+        Some(service),
+        if ok { Verdict::Pass } else { Verdict::Fail },
+        [expected, observed, reason],
+        None,
+    );
+}
