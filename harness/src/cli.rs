@@ -14,10 +14,13 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The version and the commit it was built from (see build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SOAK_COMMIT"), ")");
+
 #[derive(Parser, Debug)]
 #[command(
     name = "soak",
-    version,
+    version = VERSION,
     about = "Prove a hardened service is hard: supervise it, break it, watch it, judge it."
 )]
 pub struct Cli {
@@ -33,6 +36,21 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Write a soak.toml and kill, hang, graceful-stop and soak scenarios
+    /// for one service, here; never overwrites a file.
+    Init {
+        /// The service's name, used in the files and their tables.
+        name: String,
+        /// HTTP health URL; `{port}` in it is the service's port.
+        #[arg(long, value_name = "URL")]
+        health: Option<String>,
+        /// A fixed port, for a command that does not take `{port}`.
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// The service's command, after `--`; `{port}` and `{data_dir}` expand.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Check config and scenario files; errors name file:line:col (exit 0 or 2).
     Validate {
         /// Files to check; default: the soak.toml and scenarios/*.toml found
@@ -162,6 +180,17 @@ pub fn main() -> std::process::ExitCode {
     };
     let style = Style::detect(cli.plain);
     let outcome = match cli.command {
+        Command::Init {
+            name,
+            health,
+            port,
+            command,
+        } => init(crate::init::Service {
+            name,
+            command,
+            health,
+            port,
+        }),
         Command::Validate { paths } => validate(&paths),
         Command::Chaos { list: true, .. } => list_scenarios(),
         Command::Report { list: true, .. } => {
@@ -299,13 +328,19 @@ fn validate(paths: &[PathBuf]) -> Outcome {
     let mut ok = true;
     for p in &paths {
         let result = if is_scenario(p) {
-            Scenario::load(p).map(|s| {
-                format!(
-                    "scenario: {} service(s), {} step(s), {}",
+            Scenario::load(p).and_then(|s| {
+                let picks = s.picks()?;
+                Ok(format!(
+                    "scenario: {} service(s), {} step(s){}, {}",
                     s.services.len(),
                     s.steps.len(),
+                    if picks.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", a schedule of {} scenario(s)", picks.len())
+                    },
                     human(s.duration)
-                )
+                ))
             })
         } else {
             Config::load(p).map(|c| {
@@ -325,6 +360,26 @@ fn validate(paths: &[PathBuf]) -> Outcome {
         }
     }
     if ok { Outcome::Pass } else { Outcome::Usage }
+}
+
+fn init(service: crate::init::Service) -> Outcome {
+    let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match crate::init::init(&here, &service) {
+        Ok(files) => {
+            for f in &files {
+                println!("wrote {}", f.strip_prefix(&here).unwrap_or(f).display());
+            }
+            println!(
+                "next: `soak validate`, then `soak chaos kill-{0}` (or hang-{0}, graceful-stop-{0}); `soak run` soaks it",
+                service.name
+            );
+            Outcome::Pass
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Usage
+        }
+    }
 }
 
 fn list_scenarios() -> Outcome {

@@ -89,7 +89,9 @@ pub async fn inject(
     let state = live.borrow().clone();
     let pid = state.pid.ok_or_else(|| err("it is not running".into()))?;
     let (undo, detail, text) = match &step.action {
-        Action::Link { .. } => return Err(err("link faults are injected by the link proxy".into())),
+        Action::Link { .. } => {
+            return Err(err("link faults are injected by the link proxy".into()));
+        }
         Action::Kill { signal, scope } => {
             let pids = sup
                 .signal(&step.target, *signal, *scope, true)
