@@ -176,10 +176,9 @@ impl Exposition {
             "Requests a workload sent, by outcome",
             requests.clone(),
         );
-        let latency =
-            Family::<WorkloadLabel, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram,
-            );
+        let latency = Family::<WorkloadLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
         r.register_with_unit(
             "workload_request_duration",
             "Latency of workload requests, from the intended send time",
@@ -340,6 +339,46 @@ impl Exposition {
 /// The content type of [`Exposition::encode`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of [`classic_text`].
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics page, for
+/// clients that did not ask for OpenMetrics (curl, `promtool check metrics`,
+/// older scrapers). The two differ, for what prometheus-client writes, in
+/// three ways: a counter's HELP and TYPE name the family without `_total`
+/// in OpenMetrics and with it in the classic format; `# UNIT` and `# EOF`
+/// exist only in OpenMetrics.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (family, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(family);
+                if counters.contains(family) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A request head longer than this is refused: a scraper sends a few hundred
 /// bytes, anything more is a mistake or an attack.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -386,17 +425,52 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Resu
             break i;
         }
         if buf.len() > MAX_REQUEST {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", "").await;
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "",
+            )
+            .await;
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]);
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
+    let mut lines = head.lines();
+    let mut parts = lines.next().unwrap_or("").split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    // Prometheus asks for OpenMetrics; anything else gets the classic text.
+    let openmetrics = lines.any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("accept") && v.contains("application/openmetrics-text")
+        })
+    });
     match (method, path) {
-        ("GET", "/metrics") => respond(&mut stream, "200 OK", CONTENT_TYPE, &exposition.encode()).await,
-        (_, "/metrics") => respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET only\n").await,
-        _ => respond(&mut stream, "404 Not Found", "text/plain", "soak serves /metrics only\n").await,
+        ("GET", "/metrics") if openmetrics => {
+            respond(&mut stream, "200 OK", CONTENT_TYPE, &exposition.encode()).await
+        }
+        ("GET", "/metrics") => {
+            let text = classic_text(&exposition.encode());
+            respond(&mut stream, "200 OK", CLASSIC_CONTENT_TYPE, &text).await
+        }
+        (_, "/metrics") => {
+            respond(
+                &mut stream,
+                "405 Method Not Allowed",
+                "text/plain",
+                "GET only\n",
+            )
+            .await
+        }
+        _ => {
+            respond(
+                &mut stream,
+                "404 Not Found",
+                "text/plain",
+                "soak serves /metrics only\n",
+            )
+            .await
+        }
     }
 }
 
@@ -442,27 +516,45 @@ mod tests {
         e.soak_self(9_000_000, Duration::from_millis(2));
         let t = e.encode();
         assert_eq!(value(&t, r#"soak_service_up{service="api"}"#), Some(1.0));
-        assert_eq!(value(&t, r#"soak_service_incarnation{service="api"}"#), Some(2.0));
-        assert_eq!(value(&t, r#"soak_service_starts_total{service="api"}"#), Some(2.0));
         assert_eq!(
-            value(&t, r#"soak_service_exits_total{cause="unplanned",service="api"}"#),
+            value(&t, r#"soak_service_incarnation{service="api"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&t, r#"soak_service_starts_total{service="api"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"soak_service_exits_total{cause="unplanned",service="api"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
             value(&t, r#"soak_service_resident_memory_bytes{service="api"}"#),
             Some(51e6)
         );
-        assert_eq!(value(&t, r#"soak_service_open_fds{service="api"}"#), Some(13.0));
+        assert_eq!(
+            value(&t, r#"soak_service_open_fds{service="api"}"#),
+            Some(13.0)
+        );
         assert_eq!(
             value(&t, r#"soak_service_cpu_seconds_total{service="api"}"#),
             Some(2.0)
         );
         assert_eq!(
-            value(&t, r#"soak_workload_requests_total{outcome="ok",workload="items"}"#),
+            value(
+                &t,
+                r#"soak_workload_requests_total{outcome="ok",workload="items"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
-            value(&t, r#"soak_workload_request_duration_seconds_bucket{le="0.004",workload="items"}"#),
+            value(
+                &t,
+                r#"soak_workload_request_duration_seconds_bucket{le="0.004",workload="items"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
@@ -470,16 +562,37 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            value(&t, r#"soak_assertion_state{assertion="healthy_within",service="api",state="fail"}"#),
+            value(
+                &t,
+                r#"soak_assertion_state{assertion="healthy_within",service="api",state="fail"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
-            value(&t, r#"soak_assertion_state{assertion="healthy_within",service="api",state="pass"}"#),
+            value(
+                &t,
+                r#"soak_assertion_state{assertion="healthy_within",service="api",state="pass"}"#
+            ),
             Some(0.0)
         );
         assert_eq!(value(&t, "soak_resident_memory_bytes"), Some(9e6));
         assert_eq!(value(&t, "soak_runtime_lag_seconds"), Some(0.002));
         assert!(t.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_classic_text_names_counters_with_total_and_has_no_eof() {
+        let e = Exposition::new();
+        e.service_started("api");
+        let t = classic_text(&e.encode());
+        assert!(
+            t.contains("# TYPE soak_service_starts_total counter\n"),
+            "{t}"
+        );
+        assert!(t.contains("# HELP soak_service_starts_total "), "{t}");
+        assert!(t.contains("# TYPE soak_service_up gauge\n"), "{t}");
+        assert!(!t.contains("# EOF") && !t.contains("# UNIT"), "{t}");
+        assert_eq!(parse(&t).unwrap().len(), parse(&e.encode()).unwrap().len());
     }
 
     #[test]

@@ -182,7 +182,10 @@ fn label_set(l: &mut Line) -> Result<Vec<(String, String)>, String> {
         let k = name(l, false, "label name")?;
         l.spaces();
         if !l.eat('=') {
-            return Err(format!("expected `=` after label `{k}`, found {}", shown(l.peek())));
+            return Err(format!(
+                "expected `=` after label `{k}`, found {}",
+                shown(l.peek())
+            ));
         }
         l.spaces();
         if !l.eat('"') {
@@ -213,7 +216,10 @@ fn label_set(l: &mut Line) -> Result<Vec<(String, String)>, String> {
         if l.eat('}') {
             return Ok(labels);
         }
-        return Err(format!("expected `,` or `}}` after a label, found {}", shown(l.peek())));
+        return Err(format!(
+            "expected `,` or `}}` after a label, found {}",
+            shown(l.peek())
+        ));
     }
 }
 
@@ -232,7 +238,8 @@ pub(crate) fn value(w: &str) -> Result<f64, String> {
     if !(plain || special) || w.is_empty() {
         return Err(format!("`{w}` is not a number"));
     }
-    w.parse::<f64>().map_err(|_| format!("`{w}` is not a number"))
+    w.parse::<f64>()
+        .map_err(|_| format!("`{w}` is not a number"))
 }
 
 fn sample(line: &str) -> Result<Sample, String> {
@@ -362,11 +369,13 @@ nan_gauge NaN
     fn the_reference_text_example_parses() {
         let s = parse(TEXT).unwrap();
         assert_eq!(s.len(), 8);
-        assert_eq!(s[0].series(), r#"http_requests_total{code="200",method="post"}"#);
+        assert_eq!(
+            s[0].series(),
+            r#"http_requests_total{code="200",method="post"}"#
+        );
         assert_eq!(s[1].value, 3.0);
         assert_eq!(
-            s[2].labels[1].1,
-            "Cannot find file:\n\"FILE.TXT\"",
+            s[2].labels[1].1, "Cannot find file:\n\"FILE.TXT\"",
             "escapes are undone"
         );
         assert_eq!(
@@ -384,7 +393,10 @@ nan_gauge NaN
         let om = "# TYPE jobs counter\n# UNIT lat seconds\njobs_total{kind=\"a\"} 3.0 # {trace_id=\"x\"} 1.0 1.5e9\njobs_created{kind=\"a\"} 1.7e9\n# EOF\n";
         let s = parse(om).unwrap();
         assert_eq!(s.len(), 2);
-        assert_eq!((s[0].series().as_str(), s[0].value), (r#"jobs_total{kind="a"}"#, 3.0));
+        assert_eq!(
+            (s[0].series().as_str(), s[0].value),
+            (r#"jobs_total{kind="a"}"#, 3.0)
+        );
     }
 
     #[test]
@@ -416,7 +428,7 @@ nan_gauge NaN
         let miss = parse("http_requests_in_flight{route=\"/\"} 2\n").unwrap();
         assert!(s.matches(&hit[0]));
         assert!(!s.matches(&miss[0]));
-        assert!(Selector::parse("queue_depth").unwrap().matches(&miss[0]) == false);
+        assert!(!Selector::parse("queue_depth").unwrap().matches(&miss[0]));
         for bad in ["", "9lives", "q{route=/work}", "q{route=\"x\"} extra", "q{"] {
             let e = Selector::parse(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");

@@ -104,20 +104,35 @@ mod tests {
 
     #[test]
     fn a_decrease_is_a_reset_and_counts_from_zero() {
-        let p = pts(&[(0, 1, 100.0), (1000, 1, 110.0), (2000, 1, 5.0), (3000, 1, 15.0)]);
+        let p = pts(&[
+            (0, 1, 100.0),
+            (1000, 1, 110.0),
+            (2000, 1, 5.0),
+            (3000, 1, 15.0),
+        ]);
         assert_eq!(counter_increase(&p), 10.0 + 5.0 + 10.0);
         assert_eq!(counter_rate(&p), Some(25.0 / 3.0));
     }
 
     #[test]
     fn a_new_incarnation_is_a_reset_even_when_the_value_is_higher() {
-        let p = pts(&[(0, 1, 10.0), (1000, 1, 20.0), (2000, 2, 30.0), (3000, 2, 40.0)]);
+        let p = pts(&[
+            (0, 1, 10.0),
+            (1000, 1, 20.0),
+            (2000, 2, 30.0),
+            (3000, 2, 40.0),
+        ]);
         assert_eq!(counter_increase(&p), 10.0 + 30.0 + 10.0);
     }
 
     #[test]
     fn order_and_nan_do_not_matter() {
-        let p = pts(&[(2000, 1, 30.0), (0, 1, 10.0), (500, 1, f64::NAN), (1000, 1, 20.0)]);
+        let p = pts(&[
+            (2000, 1, 30.0),
+            (0, 1, 10.0),
+            (500, 1, f64::NAN),
+            (1000, 1, 20.0),
+        ]);
         assert_eq!(counter_rate(&p), Some(10.0));
     }
 
@@ -140,7 +155,9 @@ mod tests {
         let p = pts(&v);
         let burst = max_counter_rate(&p, 10_000).unwrap();
         assert!(burst >= 4.0, "burst rate {burst}");
-        let steady = pts(&(0..120).map(|s| (s * 1000, 1, s as f64)).collect::<Vec<_>>());
+        let steady = pts(&(0..120)
+            .map(|s| (s * 1000, 1, s as f64))
+            .collect::<Vec<_>>());
         let r = max_counter_rate(&steady, 10_000).unwrap();
         assert!((r - 1.0).abs() < 1e-9, "steady rate {r}");
         assert_eq!(max_counter_rate(&steady[..2], 10_000), None);
