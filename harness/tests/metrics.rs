@@ -490,3 +490,152 @@ fn promtool_accepts_soaks_metric_names() {
         "promtool: {said}\n{text}"
     );
 }
+
+/// A real Prometheus server on loopback with a temp config and storage,
+/// scraping `targets` every second; killed by pid when dropped.
+struct PrometheusServer {
+    _process: Process,
+    api: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusServer {
+    fn start(targets: &[SocketAddr]) -> PrometheusServer {
+        let dir = tempfile::tempdir().unwrap();
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: soak\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let log = dir.path().join("prometheus.log");
+        let process = Process(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("prometheus runs"),
+        );
+        PrometheusServer {
+            _process: process,
+            api: format!("http://127.0.0.1:{port}/api/v1"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// GETs an API path; None while the server is not up yet.
+    async fn get(&self, path: &str) -> Option<serde_json::Value> {
+        let r = soak::http::request(
+            "GET",
+            &format!("{}{path}", self.api),
+            &[],
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .ok()?;
+        serde_json::from_str(&r.body).ok()
+    }
+
+    /// Waits (at most 60 s) until every target was scraped once, and fails
+    /// with Prometheus's own words if a scrape went wrong.
+    async fn wait_for_scrapes(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = self.get("/targets").await {
+                let targets = v["data"]["activeTargets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for t in &targets {
+                    let error = t["lastError"].as_str().unwrap_or("");
+                    assert!(
+                        error.is_empty(),
+                        "Prometheus could not scrape {}: {error}",
+                        t["scrapeUrl"]
+                    );
+                }
+                if !targets.is_empty() && targets.iter().all(|t| t["health"] == "up") {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus never scraped its targets; its log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The value of an instant query with exactly one series in its answer.
+    async fn query_one(&self, promql: &str) -> f64 {
+        let q: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect();
+        let v = self
+            .get(&format!("/query?query={q}"))
+            .await
+            .expect("query answered");
+        let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        assert_eq!(result.len(), 1, "{promql}: {v}");
+        result[0]["value"][1].as_str().unwrap().parse().unwrap()
+    }
+}
+
+#[test]
+fn a_real_prometheus_server_scrapes_soaks_figures() {
+    if !on_path("prometheus") {
+        eprintln!("prometheus not installed (Debian package prometheus); skipping");
+        return;
+    }
+    let e = filled_exposition();
+    runtime().block_on(async {
+        let (addr, server) = serve(e.clone()).await;
+        let prometheus = PrometheusServer::start(&[addr]);
+        prometheus.wait_for_scrapes().await;
+        assert_eq!(prometheus.query_one(r#"up{job="soak"}"#).await, 1.0);
+        assert_eq!(
+            prometheus
+                .query_one(r#"soak_service_exits_total{service="api",cause="unplanned"}"#)
+                .await,
+            1.0
+        );
+        assert_eq!(
+            prometheus
+                .query_one(r#"soak_service_up{service="api"}"#)
+                .await,
+            1.0
+        );
+        assert_eq!(
+            prometheus
+                .query_one(r#"soak_assertion_state{assertion="restart_budget",state="pass"}"#)
+                .await,
+            1.0
+        );
+        assert_eq!(
+            prometheus
+                .query_one(r#"soak_workload_request_duration_seconds_count{workload="items"}"#)
+                .await,
+            2.0
+        );
+        server.abort();
+    });
+}
