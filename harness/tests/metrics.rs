@@ -639,3 +639,47 @@ fn a_real_prometheus_server_scrapes_soaks_figures() {
         server.abort();
     });
 }
+
+fn docs() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs")
+}
+
+#[test]
+fn the_fleet_dashboard_is_json_with_a_query_per_panel() {
+    let text = std::fs::read_to_string(docs().join("soak-dashboard.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let panels = v["panels"].as_array().unwrap();
+    assert!(!panels.is_empty());
+    for p in panels {
+        let expr = p["targets"][0]["expr"].as_str().unwrap_or("");
+        assert!(
+            expr.contains("soak_") || expr.contains("up{"),
+            "{}: {expr}",
+            p["title"]
+        );
+    }
+}
+
+#[test]
+fn the_fleet_config_and_alert_rules_pass_promtool_and_their_unit_tests() {
+    if !on_path("promtool") {
+        eprintln!("promtool not installed (Debian package prometheus); skipping");
+        return;
+    }
+    for args in [
+        ["check", "config", "soak-prometheus.yml"],
+        ["test", "rules", "soak-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(docs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
