@@ -367,7 +367,7 @@ fn filled_exposition() -> Arc<Exposition> {
 
 /// Starts soak's /metrics server on an ephemeral loopback port.
 async fn serve(e: Arc<Exposition>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = expose::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     (addr, tokio::spawn(expose::serve(listener, e)))
 }

@@ -389,6 +389,30 @@ const MAX_CONNECTIONS: usize = 16;
 /// A client gets this long to send its request and read the answer.
 const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
 
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("metrics address `{0}`: expected IP:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")]
+    BadAddress(String),
+    #[error("metrics address `{addr}`: cannot listen: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+/// Listens on the address of `--metrics` or `[harness] metrics`. Any
+/// address is allowed: a fleet's Prometheus server scrapes from elsewhere.
+pub async fn bind(addr: &str) -> Result<TcpListener, BindError> {
+    let parsed: std::net::SocketAddr = match addr.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse(),
+        None => addr.parse(),
+    }
+    .map_err(|_| BindError::BadAddress(addr.into()))?;
+    TcpListener::bind(parsed)
+        .await
+        .map_err(|e| BindError::Listen {
+            addr: addr.into(),
+            reason: e.to_string(),
+        })
+}
+
 /// Serves `GET /metrics` on `listener` until the task is dropped or aborted.
 /// Each connection is its own task under a deadline, so a slow or silent
 /// client holds one slot, never the runtime.
@@ -593,6 +617,31 @@ mod tests {
         assert!(t.contains("# TYPE soak_service_up gauge\n"), "{t}");
         assert!(!t.contains("# EOF") && !t.contains("# UNIT"), "{t}");
         assert_eq!(parse(&t).unwrap().len(), parse(&e.encode()).unwrap().len());
+    }
+
+    #[test]
+    fn a_bad_or_taken_address_is_a_clear_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for bad in [
+                "9464",
+                "127.0.0.1",
+                "metrics.example:9464",
+                "127.0.0.1:99999",
+            ] {
+                let e = bind(bad).await.unwrap_err();
+                assert!(matches!(e, BindError::BadAddress(_)), "{bad}: {e}");
+                assert!(e.to_string().contains(bad), "{e}");
+            }
+            let taken = bind("127.0.0.1:0").await.unwrap();
+            let addr = taken.local_addr().unwrap().to_string();
+            let e = bind(&addr).await.unwrap_err();
+            assert!(matches!(e, BindError::Listen { .. }), "{e}");
+            assert!(bind("localhost:0").await.is_ok());
+        });
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod parse;
 pub mod rate;
 pub mod scrape;
 
-pub use expose::{AssertionState, Exposition};
+pub use expose::{AssertionState, BindError, Exposition, bind, serve};
 pub use parse::{Sample, Selector, SelectorError};
 pub use rate::{CounterPoint, counter_increase, counter_rate, max_counter_rate};
 pub use scrape::{Keep, ScrapeError, Scraped, scrape};
