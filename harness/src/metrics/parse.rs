@@ -335,6 +335,16 @@ impl Selector {
         })
     }
 
+    /// Whether a canonical series string (as journaled, see
+    /// [`Sample::series`]) is one this selector keeps; for verdicts that
+    /// read the journal's `metrics.name`.
+    pub fn matches_series(&self, series: &str) -> bool {
+        match parse(&format!("{series} 0\n")) {
+            Ok(samples) => samples.len() == 1 && self.matches(&samples[0]),
+            Err(_) => false,
+        }
+    }
+
     /// The series has this name and carries every label of the selector.
     pub fn matches(&self, s: &Sample) -> bool {
         s.name == self.name
@@ -429,6 +439,9 @@ nan_gauge NaN
         assert!(s.matches(&hit[0]));
         assert!(!s.matches(&miss[0]));
         assert!(!Selector::parse("queue_depth").unwrap().matches(&miss[0]));
+        assert!(s.matches_series(&hit[0].series()));
+        assert!(!s.matches_series(&miss[0].series()));
+        assert!(!s.matches_series("not a series"));
         for bad in ["", "9lives", "q{route=/work}", "q{route=\"x\"} extra", "q{"] {
             let e = Selector::parse(bad).unwrap_err();
             assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
