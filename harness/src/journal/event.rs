@@ -205,6 +205,43 @@ pub enum Event {
     ReportFailed {
         error: String,
     },
+    /// A scheduled fault that could not land: its target was down past the
+    /// wait, or its incarnation went away. A soak goes on without it.
+    FaultSkipped {
+        step: usize,
+        action: String,
+        reason: String,
+    },
+
+    // A service's own metrics (the event's service is the scraped one).
+    /// A scrape failed (unreachable, timed out, garbage, too large); journaled
+    /// when scraping goes from working to failing, not at every sample.
+    MetricsScrapeFailed {
+        incarnation: i64,
+        url: String,
+        error: String,
+    },
+    MetricsScrapeRecovered {
+        incarnation: i64,
+    },
+    /// A `keep` selector matched more series than the cap; the rest were dropped.
+    MetricsCapped {
+        incarnation: i64,
+        selector: String,
+        cap: usize,
+    },
+    /// A `keep` selector matched no series of a successful scrape.
+    MetricsMissing {
+        incarnation: i64,
+        selector: String,
+    },
+
+    // Links (the event's service is the link's name).
+    /// The proxy of `[links.NAME]` listens on `listen` and forwards to `to`.
+    LinkUp {
+        listen: String,
+        to: String,
+    },
 
     /// A row this version cannot read (a kind it does not know, or fields
     /// it does not expect, e.g. from another soak version). Never written;

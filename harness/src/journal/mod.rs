@@ -15,7 +15,8 @@ mod read;
 
 pub use event::{Event, FaultParams, FaultUndone, OrphanProcess, ScheduledFault};
 pub use read::{
-    EventRow, HostSampleRow, IncarnationRow, RunData, RunRow, SampleRow, ServiceSampleRow, read,
+    EventRow, HostSampleRow, IncarnationRow, LagRow, LinkSampleRow, MetricRow, RunData, RunRow,
+    SampleRow, ServiceSampleRow, read,
 };
 
 use rusqlite::{Connection, params};
@@ -49,7 +50,15 @@ CREATE TABLE IF NOT EXISTS host_samples(
 CREATE TABLE IF NOT EXISTS writes(
   workload TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, sent_at INTEGER NOT NULL,
   acked_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS metrics(
+  ts INTEGER NOT NULL, incarnation INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS link_samples(
+  ts INTEGER NOT NULL, link TEXT NOT NULL, connections INTEGER NOT NULL, active INTEGER NOT NULL,
+  bytes_up INTEGER NOT NULL, bytes_down INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runtime_lag(
+  ts INTEGER NOT NULL, p99_ms REAL NOT NULL, max_ms REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_kind ON events(kind, ts);
+CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics(name, ts);
 CREATE INDEX IF NOT EXISTS samples_by_incarnation ON samples(incarnation, ts);
 ";
 
@@ -175,6 +184,31 @@ pub enum Record {
         disk_free_bytes: u64,
         soak_rss_bytes: u64,
         soak_cpu_seconds: f64,
+    },
+    /// One series of a service's own metrics, scraped: `name` with its
+    /// labels, canonical (`queue_depth{route="/work"}`).
+    Metric {
+        ts: i64,
+        incarnation: i64,
+        name: String,
+        value: f64,
+    },
+    /// A link's traffic since its previous sample: connections opened,
+    /// connections open now, bytes each way.
+    LinkSample {
+        ts: i64,
+        link: String,
+        connections: u64,
+        active: u64,
+        bytes_up: u64,
+        bytes_down: u64,
+    },
+    /// How late soak's own runtime woke up over the last interval: a stall
+    /// of soak, never to be charged to a service.
+    Lag {
+        ts: i64,
+        p99_ms: f64,
+        max_ms: f64,
     },
     /// A write the service acknowledged: it must be readable afterwards.
     Write {
@@ -440,6 +474,30 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
             "INSERT INTO writes(workload, key, value, sent_at, acked_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![workload, key, value, sent_at, acked_at],
         ),
+        Record::Metric {
+            ts,
+            incarnation,
+            name,
+            value,
+        } => tx.execute(
+            "INSERT INTO metrics(ts, incarnation, name, value) VALUES (?1, ?2, ?3, ?4)",
+            params![ts, incarnation, name, value],
+        ),
+        Record::LinkSample {
+            ts,
+            link,
+            connections,
+            active,
+            bytes_up,
+            bytes_down,
+        } => tx.execute(
+            "INSERT INTO link_samples(ts, link, connections, active, bytes_up, bytes_down) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![ts, link, *connections as i64, *active as i64, *bytes_up as i64, *bytes_down as i64],
+        ),
+        Record::Lag { ts, p99_ms, max_ms } => tx.execute(
+            "INSERT INTO runtime_lag(ts, p99_ms, max_ms) VALUES (?1, ?2, ?3)",
+            params![ts, p99_ms, max_ms],
+        ),
         Record::Flush(_) => Ok(0),
     }
     .map(|_| ())
@@ -448,6 +506,52 @@ fn apply(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_links_and_lag_round_trip_and_older_journals_read_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let journal = Journal::create(&path).unwrap();
+        let tx = journal.tx();
+        let metric = |ts, value| Record::Metric {
+            ts,
+            incarnation: 1,
+            name: "queue_depth{route=\"/work\"}".into(),
+            value,
+        };
+        tx.send(metric(20, 7.0));
+        tx.send(metric(10, 5.5));
+        tx.send(Record::LinkSample {
+            ts: 10,
+            link: "store".into(),
+            connections: 3,
+            active: 1,
+            bytes_up: 100,
+            bytes_down: 2_000,
+        });
+        tx.send(Record::Lag {
+            ts: 10,
+            p99_ms: 1.5,
+            max_ms: 40.0,
+        });
+        drop(tx);
+        journal.close();
+        let data = read(&path).unwrap();
+        let values: Vec<f64> = data.metrics.iter().map(|m| m.value).collect();
+        assert_eq!(values, [5.5, 7.0], "by time");
+        assert_eq!(data.metrics[0].name, "queue_depth{route=\"/work\"}");
+        assert_eq!(data.link_samples[0].bytes_down, 2_000);
+        assert_eq!(data.lag[0].max_ms, 40.0);
+
+        // A journal written before these tables existed still reads.
+        let conn = Connection::open(&path).unwrap();
+        for t in ["metrics", "link_samples", "runtime_lag"] {
+            conn.execute_batch(&format!("DROP TABLE {t}")).unwrap();
+        }
+        drop(conn);
+        let data = read(&path).unwrap();
+        assert!(data.metrics.is_empty() && data.link_samples.is_empty() && data.lag.is_empty());
+    }
 
     #[test]
     fn records_round_trip_through_the_file() {

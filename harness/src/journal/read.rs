@@ -18,6 +18,35 @@ pub struct RunData {
     pub samples: Vec<SampleRow>,
     pub service_samples: Vec<ServiceSampleRow>,
     pub host_samples: Vec<HostSampleRow>,
+    /// Kept series of the services' own metrics, by time.
+    pub metrics: Vec<MetricRow>,
+    pub link_samples: Vec<LinkSampleRow>,
+    pub lag: Vec<LagRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricRow {
+    pub ts: i64,
+    pub incarnation: i64,
+    pub name: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinkSampleRow {
+    pub ts: i64,
+    pub link: String,
+    pub connections: i64,
+    pub active: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LagRow {
+    pub ts: i64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -277,6 +306,71 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         .map_err(wrap)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(wrap)?;
+    // Tables a journal of an older soak may lack: read as empty.
+    let has = |table: &str| -> Result<bool, JournalError> {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+        .map_err(wrap)
+    };
+    let mut metrics = Vec::new();
+    if has("metrics")? {
+        let mut stmt = conn
+            .prepare("SELECT ts, incarnation, name, value FROM metrics ORDER BY ts, rowid")
+            .map_err(wrap)?;
+        metrics = stmt
+            .query_map([], |r| {
+                Ok(MetricRow {
+                    ts: r.get(0)?,
+                    incarnation: r.get(1)?,
+                    name: r.get(2)?,
+                    value: r.get(3)?,
+                })
+            })
+            .map_err(wrap)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wrap)?;
+    }
+    let mut link_samples = Vec::new();
+    if has("link_samples")? {
+        let mut stmt = conn
+            .prepare("SELECT ts, link, connections, active, bytes_up, bytes_down FROM link_samples ORDER BY ts, rowid")
+            .map_err(wrap)?;
+        link_samples = stmt
+            .query_map([], |r| {
+                Ok(LinkSampleRow {
+                    ts: r.get(0)?,
+                    link: r.get(1)?,
+                    connections: r.get(2)?,
+                    active: r.get(3)?,
+                    bytes_up: r.get(4)?,
+                    bytes_down: r.get(5)?,
+                })
+            })
+            .map_err(wrap)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wrap)?;
+    }
+    let mut lag = Vec::new();
+    if has("runtime_lag")? {
+        let mut stmt = conn
+            .prepare("SELECT ts, p99_ms, max_ms FROM runtime_lag ORDER BY ts")
+            .map_err(wrap)?;
+        lag = stmt
+            .query_map([], |r| {
+                Ok(LagRow {
+                    ts: r.get(0)?,
+                    p99_ms: r.get(1)?,
+                    max_ms: r.get(2)?,
+                })
+            })
+            .map_err(wrap)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(wrap)?;
+    }
     Ok(RunData {
         run,
         incarnations,
@@ -284,5 +378,8 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         samples,
         service_samples,
         host_samples,
+        metrics,
+        link_samples,
+        lag,
     })
 }
