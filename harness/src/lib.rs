@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod journal;
+pub mod link;
 pub mod plan;
 pub mod record;
 pub mod report;
