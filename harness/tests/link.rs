@@ -475,3 +475,130 @@ async fn a_target_that_refuses_shows_as_a_reset() {
     let mut conn = connect(&link).await;
     assert_eq!(read_error(&mut conn).await, ErrorKind::ConnectionReset);
 }
+
+/// The fixture gateway behind a link to the real fixture store: what phase 2
+/// scenarios will do through config, done by hand. A blackholed store makes
+/// /work time out until the breaker opens, then fail fast; when the fault
+/// is removed the gateway recovers.
+mod gateway_behind_a_link {
+    use super::*;
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+
+    /// Builds the fixture binaries once and returns the path of one.
+    fn fixture_bin(name: &str) -> PathBuf {
+        static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        let dir = BUILT.get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "fixtures", "--bins"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("running cargo build for the fixtures");
+            assert!(status.success(), "building the fixtures failed");
+            PathBuf::from(env!("CARGO_BIN_EXE_soak"))
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        });
+        dir.join(name)
+    }
+
+    /// A child killed by pid when the test ends, pass or fail.
+    struct Service(Child);
+
+    impl Drop for Service {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    async fn start(name: &str, args: &[String]) -> (Service, SocketAddr) {
+        let port = free_port();
+        let child = Command::new(fixture_bin(name))
+            .args(["--port".to_string(), port.to_string()])
+            .args(args)
+            .env_remove("GATEWAY_BUGS")
+            .env_remove("STORE_BUGS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let service = Service(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let start = Instant::now();
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(start.elapsed() < PROMPT, "{name} never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (service, addr)
+    }
+
+    /// GET /work, status and time taken. Async, so the link, which runs on
+    /// this test's runtime, keeps forwarding while the test waits.
+    async fn work(gateway: SocketAddr) -> (u16, Duration) {
+        let start = Instant::now();
+        let mut conn = TcpStream::connect(gateway).await.unwrap();
+        conn.write_all(b"GET /work HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(PROMPT, conn.read_to_string(&mut answer))
+            .await
+            .expect("/work answered in time")
+            .unwrap();
+        (answer[9..12].parse().unwrap(), start.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_blackholed_store_trips_the_breaker_and_recovery_follows_the_rollback() {
+        let data = tempfile::tempdir().unwrap();
+        let (_store, store_addr) = start(
+            "store",
+            &["--data".into(), data.path().display().to_string()],
+        )
+        .await;
+        let link = Link::start("store", "127.0.0.1:0".parse().unwrap(), store_addr)
+            .await
+            .unwrap();
+        let (_gateway, gateway) = start(
+            "gateway",
+            &[
+                "--workers".into(),
+                "0".into(),
+                "--store".into(),
+                link.addr().to_string(),
+            ],
+        )
+        .await;
+        assert_eq!(work(gateway).await.0, 200);
+
+        let guard = link
+            .add(Fault::Blackhole {
+                direction: Direction::Both,
+            })
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(work(gateway).await.0, 504);
+        }
+        let (status, took) = work(gateway).await;
+        assert_eq!(status, 503);
+        assert!(took < Duration::from_secs(1), "open breaker took {took:?}");
+        assert!(link.take().opened >= 4);
+
+        guard.remove().unwrap();
+        // The gateway's cool-down is 2 s; then one probe closes the breaker.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        assert_eq!(work(gateway).await.0, 200);
+        assert_eq!(work(gateway).await.0, 200);
+    }
+}
