@@ -602,6 +602,20 @@ impl Config {
                 ));
             }
         }
+        for (name, s) in &config.services {
+            for k in s.metrics.iter().flat_map(|m| &m.keep) {
+                if let Err(e) = crate::metrics::parse::Selector::parse(k) {
+                    let start = source.find(k.as_str()).unwrap_or(0);
+                    return Err(ConfigError::at_span(
+                        path,
+                        source,
+                        Some(start..start + k.len()),
+                        format!("`{name}` keeps `{k}`, which is not a metric selector: {}", e.reason),
+                        Some("write a metric name, or a name with labels: 'http_requests_in_flight{route=\"/work\"}'".into()),
+                    ));
+                }
+            }
+        }
         system::check(&config, path, source)?;
         Ok(config)
     }

@@ -387,6 +387,17 @@ to = "127.0.0.1:5432"
     }
 
     #[test]
+    fn a_bad_keep_selector_is_located() {
+        let e = wiring_error(
+            "[services.api]\ncommand = [\"a\"]\n[services.api.metrics]\nurl = \"http://127.0.0.1:{port}/metrics\"\nkeep = [\"queue_depth\", \"lag{route=\"]\n",
+        );
+        assert!(
+            e.contains("soak.toml:5:25") && e.contains("not a metric selector"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_bad_metrics_address_says_what_an_address_looks_like() {
         let e = wiring_error("[harness]\nmetrics = \"localhost\"\n");
         assert!(e.contains("soak.toml:2:11"), "{e}");
