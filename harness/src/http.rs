@@ -470,7 +470,7 @@ fn framing(
     };
     // Transfer-Encoding overrides Content-Length (a sender must not send
     // both; a recipient that trusts the length is how requests get smuggled).
-    if let Some(last) = values("transfer-encoding").last() {
+    if let Some(last) = values("transfer-encoding").next_back() {
         return Ok(if last == "chunked" {
             State::ChunkSize
         } else {
