@@ -141,7 +141,8 @@ pub enum Decision {
 }
 
 /// The verdict and the evidence behind it. Slope figures are NaN, and the
-/// p-value 1, when fewer than three distinct times leave nothing to fit.
+/// p-value 1, when fewer than three distinct times leave nothing to fit;
+/// the interval is NaN and the p-value 1 when the parameters are unusable.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trend {
     pub decision: Decision,
@@ -210,6 +211,10 @@ fn judge_counted(series: &[(i64, f64)], p: &Params) -> (Trend, bool) {
     let m = p.metric;
     let after = format!("after {} warm-up", duration(p.warmup_ms.max(0)));
     if let Some(problem) = invalid(p) {
+        // An alpha outside (0, 1) makes Sen's ranks cross (lo above hi):
+        // no interval is better than a nonsensical one.
+        trend.ci_per_hour = (f64::NAN, f64::NAN);
+        trend.p_value = 1.0;
         trend.reason = format!("{}: cannot judge, {problem}", m.name());
         return (trend, false);
     }
