@@ -141,7 +141,8 @@ pub enum Decision {
 }
 
 /// The verdict and the evidence behind it. Slope figures are NaN, and the
-/// p-value 1, when fewer than three distinct times leave nothing to fit.
+/// p-value 1, when fewer than three distinct times leave nothing to fit;
+/// the interval is NaN and the p-value 1 when the parameters are unusable.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trend {
     pub decision: Decision,
@@ -174,7 +175,10 @@ pub struct Trend {
 ///   significantly below a third of the overall slope nor above three times
 ///   it. A leak grows at a steady rate; a cache still filling after the
 ///   warm-up decelerates and a step is flat on both sides, and both are
-///   Unknown until enough flat data follows to Pass.
+///   Unknown until enough flat data follows to Pass. A third with fewer
+///   than three buckets (a sawtooth of only 4 to 8 GC cycles) is widened to
+///   the three buckets around it, so a few cycles are judged, not left
+///   without a slope.
 /// - Pass when `hi < slope_max`: the slope is shown to be below the limit,
 ///   whether or not a smaller, allowed growth is significant.
 /// - Unknown otherwise: the interval straddles the limit (short or noisy
@@ -207,6 +211,10 @@ fn judge_counted(series: &[(i64, f64)], p: &Params) -> (Trend, bool) {
     let m = p.metric;
     let after = format!("after {} warm-up", duration(p.warmup_ms.max(0)));
     if let Some(problem) = invalid(p) {
+        // An alpha outside (0, 1) makes Sen's ranks cross (lo above hi):
+        // no interval is better than a nonsensical one.
+        trend.ci_per_hour = (f64::NAN, f64::NAN);
+        trend.p_value = 1.0;
         trend.reason = format!("{}: cannot judge, {problem}", m.name());
         return (trend, false);
     }
@@ -215,13 +223,26 @@ fn judge_counted(series: &[(i64, f64)], p: &Params) -> (Trend, bool) {
         && buckets.len() >= MIN_BUCKETS
         && fit.slope.is_finite();
     if !enough {
-        trend.reason = format!(
-            "{}: only {points} samples over {} {after}; need {} over {}",
-            m.name(),
-            duration(span_ms),
-            p.min_points.max(MIN_BUCKETS),
-            duration(p.min_span_ms.max(0)),
-        );
+        let over = format!("over {} {after}", duration(span_ms));
+        trend.reason = if points < p.min_points || span_ms < p.min_span_ms {
+            format!(
+                "{}: only {points} samples {over}; need {} over {}",
+                m.name(),
+                p.min_points.max(MIN_BUCKETS),
+                duration(p.min_span_ms.max(0)),
+            )
+        } else if buckets.len() < MIN_BUCKETS {
+            format!(
+                "{}: {points} samples {over} fall on only {} distinct times; need {MIN_BUCKETS} to fit a slope",
+                m.name(),
+                buckets.len()
+            )
+        } else {
+            format!(
+                "{}: {points} samples {over} are too far apart to fit a finite slope",
+                m.name()
+            )
+        };
         return (trend, false);
     }
     let max = p.slope_max_per_hour;
@@ -235,14 +256,15 @@ fn judge_counted(series: &[(i64, f64)], p: &Params) -> (Trend, bool) {
     );
     let over = format!("over {} {after}", duration(span_ms));
     let significant = fit.p < p.alpha && fit.lo > max;
-    let pieces = piece_fits(&buckets, p.alpha);
+    let pieces = piece_fits(&buckets, p.alpha).unwrap_or_default();
     // A leak grows at a steady rate; a cache fill decelerates and a step is
-    // flat on at least one side. Each half must show more than the limit and
+    // flat on at least one side. Each third must show more than the limit and
     // at least a third of the overall slope (equal in expectation for a line;
     // a third leaves room for noise).
-    let steady = pieces
-        .iter()
-        .all(|f| f.slope > max && f.hi > max.max(fit.slope / 3.0) && f.lo < 3.0 * fit.slope);
+    let steady = !pieces.is_empty()
+        && pieces
+            .iter()
+            .all(|f| f.slope > max && f.hi > max.max(fit.slope / 3.0) && f.lo < 3.0 * fit.slope);
     let (decision, reason) = if significant && steady {
         (
             Decision::Fail,
@@ -257,14 +279,21 @@ fn judge_counted(series: &[(i64, f64)], p: &Params) -> (Trend, bool) {
         (
             Decision::Unknown,
             format!(
-                "{} rose {} {evidence} {over}, but unevenly ({} by thirds): a step or a fading warm-up, not yet a leak; needs a longer soak",
+                "{} rose {} {evidence} {over}, but {}: a step or a fading warm-up, not yet a leak; needs a longer soak",
                 m.name(),
                 m.rate(fit.slope),
-                pieces
-                    .iter()
-                    .map(|f| m.rate(f.slope))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                if pieces.is_empty() {
+                    "its growth by thirds has no finite slope".to_string()
+                } else {
+                    format!(
+                        "unevenly ({} by thirds)",
+                        pieces
+                            .iter()
+                            .map(|f| m.rate(f.slope))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
             ),
         )
     } else if fit.hi < max {
@@ -666,23 +695,40 @@ fn pairwise(b: &[(f64, f64)]) -> (Vec<f64>, i64) {
 }
 
 /// Fits of [`PIECES`] equal-time stretches of the buckets, whose times count
-/// from the first sample.
-fn piece_fits(b: &[(f64, f64)], alpha: f64) -> Vec<Fit> {
+/// from the first sample. A stretch with fewer than [`MIN_BUCKETS`] buckets
+/// has no slope to fit: with a handful of GC cycles as buckets a third may
+/// hold one or two. It is widened to the [`MIN_BUCKETS`] buckets around it
+/// (the first and last stay anchored at their ends), so the pieces overlap
+/// but still compare the start, middle and end of the span, which is what
+/// tells a steady leak from a fill that levels off. None when the buckets
+/// are too few for even one piece.
+fn piece_fits(b: &[(f64, f64)], alpha: f64) -> Option<Vec<Fit>> {
+    let n = b.len();
+    if n < MIN_BUCKETS {
+        return None;
+    }
     let end = b.last().map_or(0.0, |l| l.0);
-    let mut rest = b;
-    (1..=PIECES)
+    let cut = |k: usize| match k {
+        0 => 0,
+        k if k >= PIECES => n,
+        k => b.partition_point(|&(t, _)| t < end * k as f64 / PIECES as f64),
+    };
+    let fits = (0..PIECES)
         .map(|k| {
-            let cut = end * k as f64 / PIECES as f64;
-            let split = if k == PIECES {
-                rest.len()
-            } else {
-                rest.partition_point(|&(t, _)| t < cut)
-            };
-            let (piece, tail) = rest.split_at(split);
-            rest = tail;
-            fit(piece, alpha)
+            let (mut start, mut stop) = (cut(k), cut(k + 1));
+            if stop - start < MIN_BUCKETS {
+                start = match k {
+                    0 => 0,
+                    k if k + 1 == PIECES => n - MIN_BUCKETS,
+                    _ => ((start + stop) / 2).saturating_sub(MIN_BUCKETS / 2),
+                }
+                .min(n - MIN_BUCKETS);
+                stop = start + MIN_BUCKETS;
+            }
+            fit(&b[start..stop], alpha)
         })
-        .collect()
+        .collect::<Vec<_>>();
+    fits.iter().all(|f| f.slope.is_finite()).then_some(fits)
 }
 
 /// Time from `end_hours` until the fitted line reaches `limit`.
@@ -910,6 +956,105 @@ mod tests {
             .collect()
     }
 
+    /// SplitMix64: a seeded, dependency-free source for generated traces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn unit(&mut self) -> f64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        fn range(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * self.unit()
+        }
+    }
+
+    /// `minutes` of 5 s samples of a GC-collected heap: 200 MB, a sawtooth
+    /// of `amp_mb` whose every cycle lasts within ±15 % of `period_min`
+    /// (random phase), 0.3 MB of white noise, and a leak of `leak_mb_h`.
+    fn gc_trace(
+        seed: u64,
+        minutes: i64,
+        period_min: f64,
+        amp_mb: f64,
+        leak_mb_h: f64,
+    ) -> Vec<(i64, f64)> {
+        const MB: f64 = 1_048_576.0;
+        let mut rng = Rng(seed);
+        let mut period = period_min * rng.range(0.85, 1.15);
+        let mut phase = rng.range(0.0, period);
+        let mut out = Vec::new();
+        for i in 0..minutes * 12 {
+            let t_min = i as f64 / 12.0;
+            phase += 1.0 / 12.0;
+            if phase >= period {
+                phase -= period;
+                period = period_min * rng.range(0.85, 1.15);
+            }
+            let v = 200.0 * MB
+                + amp_mb * MB * phase / period
+                + leak_mb_h * MB * t_min / 60.0
+                + rng.range(-0.5, 0.5) * 0.6 * MB;
+            out.push((1_700_000_000_000 + i * 5_000, v));
+        }
+        out
+    }
+
+    /// Spans after the 5 min warm-up that hold 5 to 10 whole cycles of an
+    /// 11 min sawtooth: too few cycles for three pieces of three apiece.
+    const FEW_CYCLE_SPANS: [i64; 4] = [75, 90, 105, 120];
+
+    #[test]
+    fn leak_under_an_11_min_sawtooth_fails_with_a_handful_of_cycles() {
+        for seed in 0..12 {
+            for minutes in FEW_CYCLE_SPANS {
+                for limit in [2.0, 5.0] {
+                    let t = judge(&gc_trace(seed, minutes, 11.0, 20.0, 10.0), &rss(limit));
+                    let at = format!("seed {seed}, {minutes} min, limit {limit}");
+                    assert_eq!(t.decision, Decision::Fail, "{at}: {}", t.reason);
+                    assert!(t.reason.contains("GC cycles"), "{at}: {}", t.reason);
+                    assert!(!t.reason.contains("NaN"), "{at}: {}", t.reason);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flat_under_the_same_sawtooth_passes() {
+        for seed in 0..12 {
+            for minutes in FEW_CYCLE_SPANS {
+                let t = judge(&gc_trace(seed, minutes, 11.0, 20.0, 0.0), &rss(2.0));
+                assert_eq!(
+                    t.decision,
+                    Decision::Pass,
+                    "seed {seed}, {minutes} min: {}",
+                    t.reason
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fewer_than_four_cycles_is_unknown_and_says_what_is_missing() {
+        // 35 min after the warm-up: three cycles of 11 min at most, so the
+        // ramps are not yet averaged out and neither verdict is earned.
+        for seed in 0..12 {
+            for leak in [0.0, 10.0] {
+                let t = judge(&gc_trace(seed, 40, 11.0, 20.0, leak), &rss(2.0));
+                assert_eq!(t.decision, Decision::Unknown, "seed {seed}: {}", t.reason);
+                assert!(
+                    t.reason.contains("needs a longer soak") && !t.reason.contains("NaN"),
+                    "seed {seed}: {}",
+                    t.reason
+                );
+            }
+        }
+    }
+
     #[test]
     fn degenerate_inputs_are_unknown() {
         let p = rss(10.0);
@@ -1079,6 +1224,7 @@ mod tests {
                 Decision::Pass => prop_assert!(t.ci_per_hour.1 < slope_max),
                 Decision::Unknown => {}
             }
+            prop_assert!(!t.reason.contains("NaN"), "{}", t.reason);
             prop_assert!(t.ci_per_hour.0.is_nan() || t.ci_per_hour.0 <= t.ci_per_hour.1);
             prop_assert!((0.0..=1.0).contains(&t.p_value));
             prop_assert!(t.projected_limit_ms.is_none_or(|ms| ms >= 0));
