@@ -251,7 +251,9 @@ fn an_installed_soak_runs_from_a_directory_outside_the_repository() {
 #[test]
 fn the_example_project_runs_one_test_per_scenario_under_nextest() {
     let example = repo().join("examples/your-project");
-    let target = target_dir().join("your-project");
+    // The same target directory: the example's build reuses every
+    // dependency this build compiled (its own soak crate still builds).
+    let target = target_dir();
     let out = run(
         Command::new(env!("CARGO"))
             .args(["nextest", "run", "--profile", "ci", "--no-fail-fast"])
