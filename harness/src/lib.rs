@@ -1,5 +1,5 @@
 //! soak: launches real services under its own supervisor, injects faults,
-//! watches them, and judges from the evidence. See DESIGN.md for the map:
+//! watches them, and judges from the evidence. See docs/architecture.md for the map:
 //! config → plan → supervise → journal → verdict → report.
 
 pub mod analyze;

@@ -599,9 +599,9 @@ writes_survive = "cache"
 
 /// The same SIGSTOP behind a `tcp` probe. The kernel completes the
 /// handshake for a stopped listener from its accept backlog, so the connect
-/// alone stays green; soak must still call the stopped redis hung
-/// (DESIGN.md: "A stopped (SIGSTOP) process must be detected like any other
-/// hang"), because it also checks the main process's state.
+/// alone stays green; soak must still call the stopped redis hung (a
+/// stopped process is a hang like any other), because it also checks the
+/// main process's state.
 #[test]
 fn redis_frozen_with_sigstop_is_detected_behind_a_tcp_probe() {
     let sb = redis_sandbox("tcp = \"127.0.0.1:{port}\"");

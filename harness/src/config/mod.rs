@@ -1,6 +1,6 @@
 //! `soak.toml`: what runs, how it is kept alive, how it is watched.
 //!
-//! Key names are the contract in DESIGN.md. Parsing is serde over `toml` with
+//! Key names are the contract in docs/config.md. Parsing is serde over `toml` with
 //! unknown keys denied; every error is turned into a [`ConfigError`] that names
 //! file:line:col. Relative paths are resolved against the file's folder.
 
