@@ -11,14 +11,17 @@
 //! indexes, never from names.
 
 mod chart;
+mod host;
+mod links;
 mod logs;
+mod metrics;
 mod style;
 
 use super::Report;
 use super::summary::describe_exit;
 use super::xml_escape as esc;
 use crate::clock::{human, rfc3339_ms};
-use crate::journal::{Cause, Event, EventRow, IncarnationRow, RunData, SampleRow};
+use crate::journal::{Cause, Event, EventRow, IncarnationRow, MetricRow, RunData, SampleRow};
 use crate::verdict::Verdict;
 use chart::{
     Bar, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span, TrendLine,
@@ -53,7 +56,9 @@ pub fn render(report: &Report, data: &RunData, logs_dir: &Path) -> String {
     page.assertions(&mut h);
     page.summary(&mut h);
     page.services(&mut h);
+    page.links(&mut h);
     page.faults(&mut h);
+    page.host(&mut h);
     page.incidents(&mut h, logs_dir);
     page.timeline(&mut h);
     let _ = writeln!(
@@ -74,6 +79,8 @@ struct ServiceView<'a> {
     samples: Vec<&'a SampleRow>,
     /// Its workloads' `load` events, by workload name.
     workloads: Vec<(&'a str, Vec<&'a EventRow>)>,
+    /// Its kept metrics, by series, each by time.
+    metrics: BTreeMap<&'a str, Vec<&'a MetricRow>>,
 }
 
 struct Incident {
@@ -108,6 +115,8 @@ struct Page<'a> {
     span: Span,
     services: Vec<ServiceView<'a>>,
     incidents: Vec<Incident>,
+    /// The links of the run and what a fault on each hits.
+    links: links::Links,
 }
 
 impl<'a> Page<'a> {
@@ -151,6 +160,13 @@ impl<'a> Page<'a> {
                 samples[s].push(row);
             }
         }
+        let mut metrics: Vec<BTreeMap<&str, Vec<&MetricRow>>> = vec![BTreeMap::new(); names.len()];
+        for row in &data.metrics {
+            if let Some(&s) = incs.get(&row.incarnation) {
+                metrics[s].entry(row.name.as_str()).or_default().push(row);
+            }
+        }
+        let mut metrics = metrics.into_iter();
         let mut loads: HashMap<(&str, &str), Vec<&EventRow>> = HashMap::new();
         for e in &data.events {
             if let (Some(service), Event::Load { workload, .. }) = (e.service.as_deref(), &e.event)
@@ -175,6 +191,7 @@ impl<'a> Page<'a> {
                     w.sort_by_key(|(name, _)| *name);
                     w
                 },
+                metrics: metrics.next().unwrap_or_default(),
             })
             .collect();
         Page {
@@ -183,6 +200,7 @@ impl<'a> Page<'a> {
             span,
             services,
             incidents: incidents(report, data),
+            links: links::Links::of(data),
         }
     }
 
@@ -382,12 +400,12 @@ impl<'a> Page<'a> {
             h.push_str("</tbody></table>");
         }
         if !r.workloads.is_empty() {
-            h.push_str("<h3>Workloads</h3><table><thead><tr><th>workload</th><th>sent</th><th>ok</th><th>failed</th><th>worst p99</th><th>acknowledged writes</th><th>missing writes</th></tr></thead><tbody>");
+            h.push_str("<h3>Workloads</h3><table><thead><tr><th>workload</th><th>sent</th><th>ok</th><th>failed</th><th>worst p99</th><th>acknowledged writes</th><th>read back</th><th>missing writes</th></tr></thead><tbody>");
             for (name, w) in &r.workloads {
                 let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{:.1} ms</td><td>{}</td><td{}>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
                     esc(name),
                     w.sent,
                     w.ok,
@@ -395,6 +413,7 @@ impl<'a> Page<'a> {
                     w.failed,
                     w.worst_p99_ms,
                     opt(w.acknowledged_writes),
+                    opt(w.checked_writes),
                     if w.missing_writes.unwrap_or(0) > 0 {
                         " class=\"warn\""
                     } else {
@@ -419,6 +438,7 @@ impl<'a> Page<'a> {
                 v.id,
                 esc(v.name)
             );
+            self.never_started(h, v.name);
             h.push_str("<h3>Lifecycle <span class=\"legend\"><i class=\"k up\"></i>up <i class=\"k starting\"></i>starting <i class=\"k fault\"></i>fault <i class=\"k restart\"></i>restart <i class=\"k failmark\"></i>failed assertion</span></h3>");
             h.push_str(&chart::lifecycle(
                 &format!("{}-life", v.id),
@@ -433,9 +453,34 @@ impl<'a> Page<'a> {
                 rows => self.resource_charts(h, v, rows, &marks),
             }
             self.load_charts(h, v, &marks);
+            self.metric_charts(h, v, &marks);
             self.incarnations(h, v.name);
             h.push_str("</section>");
         }
+    }
+
+    /// A service without an incarnation never ran: that is the first thing
+    /// its section says, with why when the journal knows.
+    fn never_started(&self, h: &mut String, service: &str) {
+        if self.data.incarnations.iter().any(|i| i.service == service) {
+            return;
+        }
+        let why = match self
+            .report
+            .services
+            .get(service)
+            .and_then(|s| s.start_failure.as_deref())
+        {
+            Some(e) => format!("Its command could not be started: {}", esc(e)),
+            None => {
+                "The journal holds no start of it; the event timeline shows what happened instead."
+                    .into()
+            }
+        };
+        let _ = write!(
+            h,
+            "<p class=\"never-started\"><b class=\"fail\">Never started.</b> {why}</p>"
+        );
     }
 
     fn marks(&self, service: &str) -> Marks {
@@ -463,11 +508,20 @@ impl<'a> Page<'a> {
             }
             prev = Some(i);
         }
-        for f in self.report.faults.iter().filter(|f| f.target == service) {
+        for f in self
+            .report
+            .faults
+            .iter()
+            .filter(|f| f.target == service || self.links.hits(&f.target, &f.action, service))
+        {
             m.faults.push(FaultMark {
                 from: f.injected_at,
                 to: f.rolled_back_at,
-                label: f.action.clone(),
+                label: if f.target == service {
+                    f.action.clone()
+                } else {
+                    format!("{} {}", f.action, f.target)
+                },
                 title: format!(
                     "fault step {}: {} {} at {}{}",
                     f.step,
@@ -698,16 +752,31 @@ impl<'a> Page<'a> {
         if self.report.faults.is_empty() {
             return;
         }
-        h.push_str("<section id=\"faults\"><h2>Faults</h2><table><thead><tr><th>step</th><th>action</th><th>target</th><th>injected</th><th>rolled back</th><th>detail</th></tr></thead><tbody>");
+        h.push_str("<section id=\"faults\"><h2>Faults</h2><table><thead><tr><th>step</th><th>action</th><th>target</th><th>injected</th><th>rolled back</th><th>load during it</th><th>detail</th></tr></thead><tbody>");
         for f in &self.report.faults {
+            let during: Vec<String> = f
+                .load_during
+                .iter()
+                .map(|(w, l)| {
+                    format!(
+                        "{}: {} sent, {} failed, p99 ≤ {:.1} ms, max {:.1} ms",
+                        w, l.sent, l.failed, l.worst_p99_ms, l.worst_max_ms
+                    )
+                })
+                .collect();
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td><td class=\"detail\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td><td class=\"detail\">{}</td><td class=\"detail\">{}</td></tr>",
                 f.step,
                 esc(&f.action),
                 esc(&f.target),
                 self.when(f.injected_at),
                 f.rolled_back_at.map_or("—".into(), |t| self.when(t)),
+                if during.is_empty() {
+                    "—".into()
+                } else {
+                    esc(&during.join("; "))
+                },
                 esc(&detail_text(&f.detail))
             );
         }
