@@ -1354,6 +1354,169 @@ mod tests {
         }
     }
 
+    /// A gateway that reaches the store through `[links.store]`, a
+    /// latency fault on that link, a kept gauge and counter, soak's lag,
+    /// and a `cache` that never started.
+    fn link_run() -> RunData {
+        let config = r#"
+[services.store]
+command = ["store", "--port", "{port}"]
+[services.gateway]
+command = ["gateway", "--port", "{port}", "--store", "{link.store}"]
+[services.bystander]
+command = ["bystander", "--port", "{port}"]
+[services.cache]
+command = ["no-such-cache"]
+[links.store]
+to = "store"
+"#;
+        let mut row = run(T0 + 60_000).unwrap();
+        row.config_path = Some("/tmp/soak.toml".into());
+        row.config = Some(config.into());
+        let link = |ts, event| EventRow::new(ts, ts, Some("store"), event);
+        let mut metrics = Vec::new();
+        for i in 0..12 {
+            let ts = T0 + i * 5_000;
+            metrics.push(MetricRow {
+                ts,
+                incarnation: 1,
+                name: "queue_depth".into(),
+                value: i as f64,
+            });
+            metrics.push(MetricRow {
+                ts,
+                incarnation: 1,
+                name: "errors_total".into(),
+                value: (i * 10) as f64,
+            });
+        }
+        RunData {
+            run: Some(row),
+            incarnations: vec![
+                inc(1, "gateway", T0, None, None, None, None, 0),
+                inc(2, "store", T0, None, None, None, None, 0),
+                inc(3, "bystander", T0, None, None, None, None, 0),
+            ],
+            events: vec![
+                link(
+                    T0 + 10_000,
+                    Event::LinkUp {
+                        listen: "127.0.0.1:4000".into(),
+                        to: "127.0.0.1:4001".into(),
+                    },
+                ),
+                ev(
+                    T0 + 1_000,
+                    "cache",
+                    Event::SpawnFailed {
+                        error: format!("no-such-cache: not found {XSS_TAG}"),
+                    },
+                ),
+                EventRow::from_row(
+                    T0 + 20_000,
+                    T0 + 20_000,
+                    Some("store"),
+                    "fault-injected".into(),
+                    json!({"step": 0, "action": "latency", "delay_ms": 500}),
+                ),
+                EventRow::from_row(
+                    T0 + 40_000,
+                    T0 + 40_000,
+                    Some("store"),
+                    "fault-rolled-back".into(),
+                    json!({"step": 0, "action": "latency", "held_ms": 20_000}),
+                ),
+            ],
+            metrics,
+            link_samples: (0..12)
+                .map(|i| crate::journal::LinkSampleRow {
+                    ts: T0 + i * 5_000,
+                    link: "store".into(),
+                    connections: i,
+                    active: 1,
+                    bytes_up: i * 1_000,
+                    bytes_down: i * 8_000,
+                })
+                .collect(),
+            lag: vec![crate::journal::LagRow {
+                ts: T0 + 5_000,
+                p99_ms: 1.0,
+                max_ms: 4.0,
+            }],
+            ..RunData::default()
+        }
+    }
+
+    #[test]
+    fn a_link_fault_is_drawn_on_both_ends_and_not_elsewhere() {
+        let data = link_run();
+        let report = build(&data, None, Vec::new());
+        let html = render(&report, &data, Path::new("/nonexistent"));
+        let page = Page::new(&report, &data);
+        let id = |name: &str| page.view(name).unwrap().id.clone();
+        for end in ["gateway", "store"] {
+            assert!(
+                svg(&html, &format!("{}-life", id(end))).contains("latency store"),
+                "{end}"
+            );
+        }
+        assert!(!svg(&html, &format!("{}-life", id("bystander"))).contains("latency"));
+        // And on the link's own charts.
+        assert!(svg(&html, "l0-conn").contains("latency"));
+        assert!(svg(&html, "l0-bytes").contains("latency"));
+    }
+
+    #[test]
+    fn kept_metrics_get_a_chart_each_and_counters_are_rates() {
+        let data = link_run();
+        let html = render(
+            &build(&data, None, Vec::new()),
+            &data,
+            Path::new("/nonexistent"),
+        );
+        assert!(html.contains("<code>errors_total</code> (rate)"));
+        assert!(html.contains("<code>queue_depth</code> <span"));
+        // 10 per 5 s scrape.
+        assert!(html.contains("<code>errors_total</code> (rate) <span class=\"stat\">peak 2.000"));
+    }
+
+    #[test]
+    fn the_host_section_shows_soaks_runtime_lag() {
+        let data = link_run();
+        let html = render(
+            &build(&data, None, Vec::new()),
+            &data,
+            Path::new("/nonexistent"),
+        );
+        assert!(html.contains("worst p99 1.0 ms · worst 4.0 ms"));
+        svg(&html, "host-lag");
+        let quiet = kill_run();
+        let html = render(
+            &build(&quiet, None, Vec::new()),
+            &quiet,
+            Path::new("/nonexistent"),
+        );
+        assert!(!html.contains("id=\"host\""));
+    }
+
+    #[test]
+    fn a_service_that_never_started_says_so_first() {
+        let data = link_run();
+        let report = build(&data, None, Vec::new());
+        let html = render(&report, &data, Path::new("/nonexistent"));
+        let page = Page::new(&report, &data);
+        let section = &html[html
+            .find(&format!("id=\"{}\"", page.view("cache").unwrap().id))
+            .unwrap()..];
+        let first = &section[..section.find("<h3>").unwrap()];
+        assert!(first.contains("Never started."), "{first}");
+        assert!(first.contains("no-such-cache: not found &lt;script&gt;"));
+        let started = &html[html
+            .find(&format!("id=\"{}\"", page.view("gateway").unwrap().id))
+            .unwrap()..];
+        assert!(!started[..started.find("<h3>").unwrap()].contains("Never started"));
+    }
+
     #[test]
     fn a_failed_chaos_run_says_what_failed_why_and_when_at_the_top() {
         let data = kill_run();
