@@ -576,7 +576,15 @@ impl<'a> Page<'a> {
     }
 
     fn resource_charts(&self, h: &mut String, v: &ServiceView, rows: &[&SampleRow], marks: &Marks) {
-        let [rss, cpu, fds, threads] = resource_series(rows).map(|s| downsample(&s, MAX_POINTS));
+        // One series at a time: a 72 h service at 1 s is 259 200 points
+        // each, and the report child's peak is the journal read plus these.
+        let [rss, cpu, fds, threads] = [
+            Resource::Rss,
+            Resource::Cpu,
+            Resource::Fds,
+            Resource::Threads,
+        ]
+        .map(|r| downsample(&resource_series(rows, r), MAX_POINTS));
         let trend = rss_trend(self.report, v.name);
         let peak = rss.iter().map(|p| p.v).fold(f64::NAN, f64::max);
         let last = rss.last().map_or(f64::NAN, |p| p.v);
@@ -1111,21 +1119,41 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
 /// RSS (MB), CPU (% of one core), fds and threads of one service, in one
 /// pass over its rows (millions in a long soak). CPU use comes from the
 /// cumulative CPU seconds of consecutive samples of one incarnation.
-fn resource_series(rows: &[&SampleRow]) -> [Vec<Point>; 4] {
-    let mut out: [Vec<Point>; 4] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
+/// A resource sampled per incarnation.
+#[derive(Clone, Copy)]
+enum Resource {
+    Rss,
+    Cpu,
+    Fds,
+    Threads,
+}
+
+/// One resource of a service over time, one line segment per incarnation:
+/// RSS in MB, fds, threads, or CPU in % of one core between consecutive
+/// samples of the same incarnation.
+fn resource_series(rows: &[&SampleRow], which: Resource) -> Vec<Point> {
+    let point = |r: &SampleRow, v| Point {
+        t: r.ts as f64,
+        v,
+        seg: r.incarnation,
+    };
+    match which {
+        Resource::Rss => {
+            return rows
+                .iter()
+                .map(|r| point(r, r.rss_bytes as f64 / MB))
+                .collect();
+        }
+        Resource::Fds => return rows.iter().map(|r| point(r, r.fds as f64)).collect(),
+        Resource::Threads => return rows.iter().map(|r| point(r, r.threads as f64)).collect(),
+        Resource::Cpu => {}
+    }
+    let mut out = Vec::with_capacity(rows.len());
     // The sample before, per incarnation; rows of one incarnation mostly
     // follow each other, so the map is only touched when that changes.
     let mut prev: Option<&SampleRow> = None;
     let mut seen: HashMap<i64, (i64, f64)> = HashMap::new();
     for r in rows {
-        let point = |v| Point {
-            t: r.ts as f64,
-            v,
-            seg: r.incarnation,
-        };
-        out[0].push(point(r.rss_bytes as f64 / MB));
-        out[2].push(point(r.fds as f64));
-        out[3].push(point(r.threads as f64));
         let before = match prev {
             Some(q) if q.incarnation == r.incarnation => Some((q.ts, q.cpu_seconds)),
             _ => {
@@ -1139,7 +1167,8 @@ fn resource_series(rows: &[&SampleRow]) -> [Vec<Point>; 4] {
             && r.ts > t
             && r.cpu_seconds >= c
         {
-            out[1].push(point(
+            out.push(point(
+                r,
                 100.0 * (r.cpu_seconds - c) / ((r.ts as f64 - t as f64) / 1000.0),
             ));
         }
