@@ -4,6 +4,7 @@
 use super::{Cause, Event, JournalError};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub struct RunData {
     pub metrics: Vec<MetricRow>,
     pub link_samples: Vec<LinkSampleRow>,
     pub lag: Vec<LagRow>,
+    /// Rows of the `writes` table (acknowledged writes) per workload: the
+    /// true count, where a workload's own read-back may check a capped
+    /// sample of them.
+    pub acknowledged_writes: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -116,8 +121,9 @@ pub struct EventRow {
     pub ts: i64,
     pub service: Option<String>,
     pub kind: String,
-    /// A load event's histogram is moved to `event` (it is most of the
-    /// row's size), so it is absent here.
+    /// Empty (`{}`) for a load event: its fields, histogram included, are
+    /// in `event`, and a 72 h run holds thousands of them (each parsed
+    /// object costs about a kilobyte; no view shows a load row's detail).
     pub detail: serde_json::Value,
     #[serde(skip)]
     pub event: Event,
@@ -165,10 +171,8 @@ impl EventRow {
             compact_histogram(&mut detail);
         }
         let (event, mut detail) = Event::parse(&kind, detail);
-        if let Some(d) = detail.as_object_mut()
-            && matches!(event, Event::Load { .. })
-        {
-            d.remove("histogram");
+        if matches!(event, Event::Load { .. }) {
+            detail = serde_json::Value::Object(serde_json::Map::new());
         }
         EventRow {
             id,
@@ -236,11 +240,11 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         .map_err(wrap)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare("SELECT id, ts, service, kind, detail FROM events ORDER BY ts, id")
-        .map_err(wrap)?;
-    let events = stmt
-        .query_map([], |r| {
+    let events = read_all(
+        &conn,
+        "events",
+        "SELECT id, ts, service, kind, detail FROM events ORDER BY ts, id",
+        |r| {
             let detail: String = r.get(4)?;
             let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
             Ok(EventRow::from_row(
@@ -250,15 +254,14 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 r.get(3)?,
                 detail,
             ))
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare("SELECT ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes FROM samples ORDER BY ts")
-        .map_err(wrap)?;
-    let samples = stmt
-        .query_map([], |r| {
+        },
+    )
+    .map_err(wrap)?;
+    let samples = read_all(
+        &conn,
+        "samples",
+        "SELECT ts, incarnation, rss_bytes, cpu_seconds, fds, threads, processes FROM samples ORDER BY ts",
+        |r| {
             Ok(SampleRow {
                 ts: r.get(0)?,
                 incarnation: r.get(1)?,
@@ -268,17 +271,14 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 threads: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
                 processes: r.get::<_, Option<i64>>(6)?.unwrap_or(0),
             })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts",
-        )
-        .map_err(wrap)?;
-    let service_samples = stmt
-        .query_map([], |r| {
+        },
+    )
+    .map_err(wrap)?;
+    let service_samples = read_all(
+        &conn,
+        "service_samples",
+        "SELECT ts, service, db_bytes, wal_bytes, log_bytes FROM service_samples ORDER BY ts",
+        |r| {
             Ok(ServiceSampleRow {
                 ts: r.get(0)?,
                 service: r.get(1)?,
@@ -286,15 +286,14 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 wal_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                 log_bytes: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
             })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
-    let mut stmt = conn
-        .prepare("SELECT ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds FROM host_samples ORDER BY ts")
-        .map_err(wrap)?;
-    let host_samples = stmt
-        .query_map([], |r| {
+        },
+    )
+    .map_err(wrap)?;
+    let host_samples = read_all(
+        &conn,
+        "host_samples",
+        "SELECT ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds FROM host_samples ORDER BY ts",
+        |r| {
             Ok(HostSampleRow {
                 ts: r.get(0)?,
                 mem_available_bytes: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
@@ -302,10 +301,9 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                 soak_rss_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
                 soak_cpu_seconds: r.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
             })
-        })
-        .map_err(wrap)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(wrap)?;
+        },
+    )
+    .map_err(wrap)?;
     // Tables a journal of an older soak may lack: read as empty.
     let has = |table: &str| -> Result<bool, JournalError> {
         conn.query_row(
@@ -318,29 +316,28 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
     };
     let mut metrics = Vec::new();
     if has("metrics")? {
-        let mut stmt = conn
-            .prepare("SELECT ts, incarnation, name, value FROM metrics ORDER BY ts, rowid")
-            .map_err(wrap)?;
-        metrics = stmt
-            .query_map([], |r| {
+        metrics = read_all(
+            &conn,
+            "metrics",
+            "SELECT ts, incarnation, name, value FROM metrics ORDER BY ts, rowid",
+            |r| {
                 Ok(MetricRow {
                     ts: r.get(0)?,
                     incarnation: r.get(1)?,
                     name: r.get(2)?,
                     value: r.get(3)?,
                 })
-            })
-            .map_err(wrap)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(wrap)?;
+            },
+        )
+        .map_err(wrap)?;
     }
     let mut link_samples = Vec::new();
     if has("link_samples")? {
-        let mut stmt = conn
-            .prepare("SELECT ts, link, connections, active, bytes_up, bytes_down FROM link_samples ORDER BY ts, rowid")
-            .map_err(wrap)?;
-        link_samples = stmt
-            .query_map([], |r| {
+        link_samples = read_all(
+            &conn,
+            "link_samples",
+            "SELECT ts, link, connections, active, bytes_up, bytes_down FROM link_samples ORDER BY ts, rowid",
+            |r| {
                 Ok(LinkSampleRow {
                     ts: r.get(0)?,
                     link: r.get(1)?,
@@ -349,27 +346,38 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
                     bytes_up: r.get(4)?,
                     bytes_down: r.get(5)?,
                 })
-            })
-            .map_err(wrap)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(wrap)?;
+            },
+        )
+        .map_err(wrap)?;
     }
     let mut lag = Vec::new();
     if has("runtime_lag")? {
-        let mut stmt = conn
-            .prepare("SELECT ts, p99_ms, max_ms FROM runtime_lag ORDER BY ts")
-            .map_err(wrap)?;
-        lag = stmt
-            .query_map([], |r| {
+        lag = read_all(
+            &conn,
+            "runtime_lag",
+            "SELECT ts, p99_ms, max_ms FROM runtime_lag ORDER BY ts",
+            |r| {
                 Ok(LagRow {
                     ts: r.get(0)?,
                     p99_ms: r.get(1)?,
                     max_ms: r.get(2)?,
                 })
-            })
-            .map_err(wrap)?
-            .collect::<Result<Vec<_>, _>>()
+            },
+        )
+        .map_err(wrap)?;
+    }
+    let mut acknowledged_writes = BTreeMap::new();
+    if has("writes")? {
+        let mut stmt = conn
+            .prepare("SELECT workload, count(*) FROM writes GROUP BY workload")
             .map_err(wrap)?;
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(wrap)?
+        {
+            let (workload, n) = row.map_err(wrap)?;
+            acknowledged_writes.insert(workload, n.max(0) as u64);
+        }
     }
     Ok(RunData {
         run,
@@ -381,5 +389,25 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         metrics,
         link_samples,
         lag,
+        acknowledged_writes,
     })
+}
+
+/// Every row `sql` selects from `table`, into a vector sized once from the
+/// table's row count: grown by doubling, a vector of a 72 h table briefly
+/// holds its old and new buffers (three times the rows) and keeps up to
+/// twice the room it needs. A row the writer adds meanwhile only grows it.
+fn read_all<T>(
+    conn: &Connection,
+    table: &str,
+    sql: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+    let mut out = Vec::with_capacity(n.max(0) as usize);
+    let mut stmt = conn.prepare(sql)?;
+    for r in stmt.query_map([], row)? {
+        out.push(r?);
+    }
+    Ok(out)
 }

@@ -11,14 +11,17 @@
 //! indexes, never from names.
 
 mod chart;
+mod host;
+mod links;
 mod logs;
+mod metrics;
 mod style;
 
 use super::Report;
 use super::summary::describe_exit;
 use super::xml_escape as esc;
 use crate::clock::{human, rfc3339_ms};
-use crate::journal::{Cause, Event, EventRow, IncarnationRow, RunData, SampleRow};
+use crate::journal::{Cause, Event, EventRow, IncarnationRow, MetricRow, RunData, SampleRow};
 use crate::verdict::Verdict;
 use chart::{
     Bar, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span, TrendLine,
@@ -53,7 +56,9 @@ pub fn render(report: &Report, data: &RunData, logs_dir: &Path) -> String {
     page.assertions(&mut h);
     page.summary(&mut h);
     page.services(&mut h);
+    page.links(&mut h);
     page.faults(&mut h);
+    page.host(&mut h);
     page.incidents(&mut h, logs_dir);
     page.timeline(&mut h);
     let _ = writeln!(
@@ -74,6 +79,8 @@ struct ServiceView<'a> {
     samples: Vec<&'a SampleRow>,
     /// Its workloads' `load` events, by workload name.
     workloads: Vec<(&'a str, Vec<&'a EventRow>)>,
+    /// Its kept metrics, by series, each by time.
+    metrics: BTreeMap<&'a str, Vec<&'a MetricRow>>,
 }
 
 struct Incident {
@@ -108,6 +115,8 @@ struct Page<'a> {
     span: Span,
     services: Vec<ServiceView<'a>>,
     incidents: Vec<Incident>,
+    /// The links of the run and what a fault on each hits.
+    links: links::Links,
 }
 
 impl<'a> Page<'a> {
@@ -151,6 +160,13 @@ impl<'a> Page<'a> {
                 samples[s].push(row);
             }
         }
+        let mut metrics: Vec<BTreeMap<&str, Vec<&MetricRow>>> = vec![BTreeMap::new(); names.len()];
+        for row in &data.metrics {
+            if let Some(&s) = incs.get(&row.incarnation) {
+                metrics[s].entry(row.name.as_str()).or_default().push(row);
+            }
+        }
+        let mut metrics = metrics.into_iter();
         let mut loads: HashMap<(&str, &str), Vec<&EventRow>> = HashMap::new();
         for e in &data.events {
             if let (Some(service), Event::Load { workload, .. }) = (e.service.as_deref(), &e.event)
@@ -175,6 +191,7 @@ impl<'a> Page<'a> {
                     w.sort_by_key(|(name, _)| *name);
                     w
                 },
+                metrics: metrics.next().unwrap_or_default(),
             })
             .collect();
         Page {
@@ -183,6 +200,7 @@ impl<'a> Page<'a> {
             span,
             services,
             incidents: incidents(report, data),
+            links: links::Links::of(data),
         }
     }
 
@@ -382,12 +400,12 @@ impl<'a> Page<'a> {
             h.push_str("</tbody></table>");
         }
         if !r.workloads.is_empty() {
-            h.push_str("<h3>Workloads</h3><table><thead><tr><th>workload</th><th>sent</th><th>ok</th><th>failed</th><th>worst p99</th><th>acknowledged writes</th><th>missing writes</th></tr></thead><tbody>");
+            h.push_str("<h3>Workloads</h3><table><thead><tr><th>workload</th><th>sent</th><th>ok</th><th>failed</th><th>worst p99</th><th>acknowledged writes</th><th>read back</th><th>missing writes</th></tr></thead><tbody>");
             for (name, w) in &r.workloads {
                 let opt = |v: Option<u64>| v.map_or("—".to_string(), |v| v.to_string());
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{:.1} ms</td><td>{}</td><td{}>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td{}>{}</td></tr>",
                     esc(name),
                     w.sent,
                     w.ok,
@@ -395,6 +413,7 @@ impl<'a> Page<'a> {
                     w.failed,
                     w.worst_p99_ms,
                     opt(w.acknowledged_writes),
+                    opt(w.checked_writes),
                     if w.missing_writes.unwrap_or(0) > 0 {
                         " class=\"warn\""
                     } else {
@@ -419,6 +438,7 @@ impl<'a> Page<'a> {
                 v.id,
                 esc(v.name)
             );
+            self.never_started(h, v.name);
             h.push_str("<h3>Lifecycle <span class=\"legend\"><i class=\"k up\"></i>up <i class=\"k starting\"></i>starting <i class=\"k fault\"></i>fault <i class=\"k restart\"></i>restart <i class=\"k failmark\"></i>failed assertion</span></h3>");
             h.push_str(&chart::lifecycle(
                 &format!("{}-life", v.id),
@@ -433,9 +453,34 @@ impl<'a> Page<'a> {
                 rows => self.resource_charts(h, v, rows, &marks),
             }
             self.load_charts(h, v, &marks);
+            self.metric_charts(h, v, &marks);
             self.incarnations(h, v.name);
             h.push_str("</section>");
         }
+    }
+
+    /// A service without an incarnation never ran: that is the first thing
+    /// its section says, with why when the journal knows.
+    fn never_started(&self, h: &mut String, service: &str) {
+        if self.data.incarnations.iter().any(|i| i.service == service) {
+            return;
+        }
+        let why = match self
+            .report
+            .services
+            .get(service)
+            .and_then(|s| s.start_failure.as_deref())
+        {
+            Some(e) => format!("Its command could not be started: {}", esc(e)),
+            None => {
+                "The journal holds no start of it; the event timeline shows what happened instead."
+                    .into()
+            }
+        };
+        let _ = write!(
+            h,
+            "<p class=\"never-started\"><b class=\"fail\">Never started.</b> {why}</p>"
+        );
     }
 
     fn marks(&self, service: &str) -> Marks {
@@ -463,11 +508,20 @@ impl<'a> Page<'a> {
             }
             prev = Some(i);
         }
-        for f in self.report.faults.iter().filter(|f| f.target == service) {
+        for f in self
+            .report
+            .faults
+            .iter()
+            .filter(|f| f.target == service || self.links.hits(&f.target, &f.action, service))
+        {
             m.faults.push(FaultMark {
                 from: f.injected_at,
                 to: f.rolled_back_at,
-                label: f.action.clone(),
+                label: if f.target == service {
+                    f.action.clone()
+                } else {
+                    format!("{} {}", f.action, f.target)
+                },
                 title: format!(
                     "fault step {}: {} {} at {}{}",
                     f.step,
@@ -522,7 +576,15 @@ impl<'a> Page<'a> {
     }
 
     fn resource_charts(&self, h: &mut String, v: &ServiceView, rows: &[&SampleRow], marks: &Marks) {
-        let [rss, cpu, fds, threads] = resource_series(rows).map(|s| downsample(&s, MAX_POINTS));
+        // One series at a time: a 72 h service at 1 s is 259 200 points
+        // each, and the report child's peak is the journal read plus these.
+        let [rss, cpu, fds, threads] = [
+            Resource::Rss,
+            Resource::Cpu,
+            Resource::Fds,
+            Resource::Threads,
+        ]
+        .map(|r| downsample(&resource_series(rows, r), MAX_POINTS));
         let trend = rss_trend(self.report, v.name);
         let peak = rss.iter().map(|p| p.v).fold(f64::NAN, f64::max);
         let last = rss.last().map_or(f64::NAN, |p| p.v);
@@ -698,16 +760,31 @@ impl<'a> Page<'a> {
         if self.report.faults.is_empty() {
             return;
         }
-        h.push_str("<section id=\"faults\"><h2>Faults</h2><table><thead><tr><th>step</th><th>action</th><th>target</th><th>injected</th><th>rolled back</th><th>detail</th></tr></thead><tbody>");
+        h.push_str("<section id=\"faults\"><h2>Faults</h2><table><thead><tr><th>step</th><th>action</th><th>target</th><th>injected</th><th>rolled back</th><th>load during it</th><th>detail</th></tr></thead><tbody>");
         for f in &self.report.faults {
+            let during: Vec<String> = f
+                .load_during
+                .iter()
+                .map(|(w, l)| {
+                    format!(
+                        "{}: {} sent, {} failed, p99 ≤ {:.1} ms, max {:.1} ms",
+                        w, l.sent, l.failed, l.worst_p99_ms, l.worst_max_ms
+                    )
+                })
+                .collect();
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td><td class=\"detail\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"nowrap\">{}</td><td class=\"nowrap\">{}</td><td class=\"detail\">{}</td><td class=\"detail\">{}</td></tr>",
                 f.step,
                 esc(&f.action),
                 esc(&f.target),
                 self.when(f.injected_at),
                 f.rolled_back_at.map_or("—".into(), |t| self.when(t)),
+                if during.is_empty() {
+                    "—".into()
+                } else {
+                    esc(&during.join("; "))
+                },
                 esc(&detail_text(&f.detail))
             );
         }
@@ -1042,21 +1119,41 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
 /// RSS (MB), CPU (% of one core), fds and threads of one service, in one
 /// pass over its rows (millions in a long soak). CPU use comes from the
 /// cumulative CPU seconds of consecutive samples of one incarnation.
-fn resource_series(rows: &[&SampleRow]) -> [Vec<Point>; 4] {
-    let mut out: [Vec<Point>; 4] = std::array::from_fn(|_| Vec::with_capacity(rows.len()));
+/// A resource sampled per incarnation.
+#[derive(Clone, Copy)]
+enum Resource {
+    Rss,
+    Cpu,
+    Fds,
+    Threads,
+}
+
+/// One resource of a service over time, one line segment per incarnation:
+/// RSS in MB, fds, threads, or CPU in % of one core between consecutive
+/// samples of the same incarnation.
+fn resource_series(rows: &[&SampleRow], which: Resource) -> Vec<Point> {
+    let point = |r: &SampleRow, v| Point {
+        t: r.ts as f64,
+        v,
+        seg: r.incarnation,
+    };
+    match which {
+        Resource::Rss => {
+            return rows
+                .iter()
+                .map(|r| point(r, r.rss_bytes as f64 / MB))
+                .collect();
+        }
+        Resource::Fds => return rows.iter().map(|r| point(r, r.fds as f64)).collect(),
+        Resource::Threads => return rows.iter().map(|r| point(r, r.threads as f64)).collect(),
+        Resource::Cpu => {}
+    }
+    let mut out = Vec::with_capacity(rows.len());
     // The sample before, per incarnation; rows of one incarnation mostly
     // follow each other, so the map is only touched when that changes.
     let mut prev: Option<&SampleRow> = None;
     let mut seen: HashMap<i64, (i64, f64)> = HashMap::new();
     for r in rows {
-        let point = |v| Point {
-            t: r.ts as f64,
-            v,
-            seg: r.incarnation,
-        };
-        out[0].push(point(r.rss_bytes as f64 / MB));
-        out[2].push(point(r.fds as f64));
-        out[3].push(point(r.threads as f64));
         let before = match prev {
             Some(q) if q.incarnation == r.incarnation => Some((q.ts, q.cpu_seconds)),
             _ => {
@@ -1070,7 +1167,8 @@ fn resource_series(rows: &[&SampleRow]) -> [Vec<Point>; 4] {
             && r.ts > t
             && r.cpu_seconds >= c
         {
-            out[1].push(point(
+            out.push(point(
+                r,
                 100.0 * (r.cpu_seconds - c) / ((r.ts as f64 - t as f64) / 1000.0),
             ));
         }
@@ -1283,6 +1381,169 @@ mod tests {
             ],
             ..RunData::default()
         }
+    }
+
+    /// A gateway that reaches the store through `[links.store]`, a
+    /// latency fault on that link, a kept gauge and counter, soak's lag,
+    /// and a `cache` that never started.
+    fn link_run() -> RunData {
+        let config = r#"
+[services.store]
+command = ["store", "--port", "{port}"]
+[services.gateway]
+command = ["gateway", "--port", "{port}", "--store", "{link.store}"]
+[services.bystander]
+command = ["bystander", "--port", "{port}"]
+[services.cache]
+command = ["no-such-cache"]
+[links.store]
+to = "store"
+"#;
+        let mut row = run(T0 + 60_000).unwrap();
+        row.config_path = Some("/tmp/soak.toml".into());
+        row.config = Some(config.into());
+        let link = |ts, event| EventRow::new(ts, ts, Some("store"), event);
+        let mut metrics = Vec::new();
+        for i in 0..12 {
+            let ts = T0 + i * 5_000;
+            metrics.push(MetricRow {
+                ts,
+                incarnation: 1,
+                name: "queue_depth".into(),
+                value: i as f64,
+            });
+            metrics.push(MetricRow {
+                ts,
+                incarnation: 1,
+                name: "errors_total".into(),
+                value: (i * 10) as f64,
+            });
+        }
+        RunData {
+            run: Some(row),
+            incarnations: vec![
+                inc(1, "gateway", T0, None, None, None, None, 0),
+                inc(2, "store", T0, None, None, None, None, 0),
+                inc(3, "bystander", T0, None, None, None, None, 0),
+            ],
+            events: vec![
+                link(
+                    T0 + 10_000,
+                    Event::LinkUp {
+                        listen: "127.0.0.1:4000".into(),
+                        to: "127.0.0.1:4001".into(),
+                    },
+                ),
+                ev(
+                    T0 + 1_000,
+                    "cache",
+                    Event::SpawnFailed {
+                        error: format!("no-such-cache: not found {XSS_TAG}"),
+                    },
+                ),
+                EventRow::from_row(
+                    T0 + 20_000,
+                    T0 + 20_000,
+                    Some("store"),
+                    "fault-injected".into(),
+                    json!({"step": 0, "action": "latency", "delay_ms": 500}),
+                ),
+                EventRow::from_row(
+                    T0 + 40_000,
+                    T0 + 40_000,
+                    Some("store"),
+                    "fault-rolled-back".into(),
+                    json!({"step": 0, "action": "latency", "held_ms": 20_000}),
+                ),
+            ],
+            metrics,
+            link_samples: (0..12)
+                .map(|i| crate::journal::LinkSampleRow {
+                    ts: T0 + i * 5_000,
+                    link: "store".into(),
+                    connections: i,
+                    active: 1,
+                    bytes_up: i * 1_000,
+                    bytes_down: i * 8_000,
+                })
+                .collect(),
+            lag: vec![crate::journal::LagRow {
+                ts: T0 + 5_000,
+                p99_ms: 1.0,
+                max_ms: 4.0,
+            }],
+            ..RunData::default()
+        }
+    }
+
+    #[test]
+    fn a_link_fault_is_drawn_on_both_ends_and_not_elsewhere() {
+        let data = link_run();
+        let report = build(&data, None, Vec::new());
+        let html = render(&report, &data, Path::new("/nonexistent"));
+        let page = Page::new(&report, &data);
+        let id = |name: &str| page.view(name).unwrap().id.clone();
+        for end in ["gateway", "store"] {
+            assert!(
+                svg(&html, &format!("{}-life", id(end))).contains("latency store"),
+                "{end}"
+            );
+        }
+        assert!(!svg(&html, &format!("{}-life", id("bystander"))).contains("latency"));
+        // And on the link's own charts.
+        assert!(svg(&html, "l0-conn").contains("latency"));
+        assert!(svg(&html, "l0-bytes").contains("latency"));
+    }
+
+    #[test]
+    fn kept_metrics_get_a_chart_each_and_counters_are_rates() {
+        let data = link_run();
+        let html = render(
+            &build(&data, None, Vec::new()),
+            &data,
+            Path::new("/nonexistent"),
+        );
+        assert!(html.contains("<code>errors_total</code> (rate)"));
+        assert!(html.contains("<code>queue_depth</code> <span"));
+        // 10 per 5 s scrape.
+        assert!(html.contains("<code>errors_total</code> (rate) <span class=\"stat\">peak 2.000"));
+    }
+
+    #[test]
+    fn the_host_section_shows_soaks_runtime_lag() {
+        let data = link_run();
+        let html = render(
+            &build(&data, None, Vec::new()),
+            &data,
+            Path::new("/nonexistent"),
+        );
+        assert!(html.contains("worst p99 1.0 ms · worst 4.0 ms"));
+        svg(&html, "host-lag");
+        let quiet = kill_run();
+        let html = render(
+            &build(&quiet, None, Vec::new()),
+            &quiet,
+            Path::new("/nonexistent"),
+        );
+        assert!(!html.contains("id=\"host\""));
+    }
+
+    #[test]
+    fn a_service_that_never_started_says_so_first() {
+        let data = link_run();
+        let report = build(&data, None, Vec::new());
+        let html = render(&report, &data, Path::new("/nonexistent"));
+        let page = Page::new(&report, &data);
+        let section = &html[html
+            .find(&format!("id=\"{}\"", page.view("cache").unwrap().id))
+            .unwrap()..];
+        let first = &section[..section.find("<h3>").unwrap()];
+        assert!(first.contains("Never started."), "{first}");
+        assert!(first.contains("no-such-cache: not found &lt;script&gt;"));
+        let started = &html[html
+            .find(&format!("id=\"{}\"", page.view("gateway").unwrap().id))
+            .unwrap()..];
+        assert!(!started[..started.find("<h3>").unwrap()].contains("Never started"));
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub struct Report {
     pub services: BTreeMap<String, ServiceSummary>,
     pub faults: Vec<FaultInfo>,
     pub workloads: BTreeMap<String, WorkloadInfo>,
+    /// The fault proxies' traffic, by link name.
+    pub links: BTreeMap<String, LinkInfo>,
+    /// The machine and soak itself.
+    pub host: HostInfo,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +46,40 @@ pub struct FaultInfo {
     pub injected_at: i64,
     pub rolled_back_at: Option<i64>,
     pub detail: serde_json::Value,
+    /// Each workload's load intervals that overlap the fault's window
+    /// (injection to rollback, or to the run's end), summed.
+    pub load_during: BTreeMap<String, LoadDuring>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadDuring {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub worst_p99_ms: f64,
+    pub worst_max_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LinkInfo {
+    /// Connections accepted over the run (the proxy's last count).
+    pub connections: i64,
+    /// Most connections open at once, of those sampled.
+    pub peak_active: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostInfo {
+    /// soak's own async runtime: how late its timers fired (p99 per
+    /// sampling interval, and the worst single delay), over the run.
+    pub lag_worst_p99_ms: Option<f64>,
+    pub lag_worst_max_ms: Option<f64>,
+    pub soak_peak_rss_bytes: Option<i64>,
+    pub min_mem_available_bytes: Option<i64>,
+    pub min_disk_free_bytes: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -50,7 +88,11 @@ pub struct WorkloadInfo {
     pub ok: u64,
     pub failed: u64,
     pub worst_p99_ms: f64,
+    /// Rows of the journal's `writes` table: every write the service
+    /// acknowledged (None when the workload journaled none).
     pub acknowledged_writes: Option<u64>,
+    /// How many of them the read-back checked.
+    pub checked_writes: Option<u64>,
     pub missing_writes: Option<u64>,
 }
 
@@ -64,20 +106,24 @@ pub fn build(data: &RunData, description: Option<String>, assertions: Vec<Assert
     let end = verdict::run_end(data);
     let faults = verdict::faults(data)
         .into_iter()
-        .map(|f| FaultInfo {
-            rolled_back_at: data
+        .map(|f| {
+            let rolled_back_at = data
                 .events
                 .iter()
                 .find(|e| {
                     matches!(&e.event, Event::FaultRolledBack { step, .. } if *step == f.step)
                         && e.ts >= f.injected_at
                 })
-                .map(|e| e.ts),
-            step: f.step,
-            action: f.action,
-            target: f.target,
-            injected_at: f.injected_at,
-            detail: f.detail,
+                .map(|e| e.ts);
+            FaultInfo {
+                load_during: load_during(data, f.injected_at, rolled_back_at.unwrap_or(end)),
+                rolled_back_at,
+                step: f.step,
+                action: f.action,
+                target: f.target,
+                injected_at: f.injected_at,
+                detail: f.detail,
+            }
         })
         .collect();
     let mut workloads: BTreeMap<String, WorkloadInfo> = BTreeMap::new();
@@ -104,11 +150,17 @@ pub fn build(data: &RunData, description: Option<String>, assertions: Vec<Assert
                 ..
             } => {
                 let w = workloads.entry(workload.clone()).or_default();
-                w.acknowledged_writes = Some(*checked);
+                w.checked_writes = Some(*checked);
                 w.missing_writes = Some(*missing_count);
             }
             _ => {}
         }
+    }
+    for (workload, n) in &data.acknowledged_writes {
+        workloads
+            .entry(workload.clone())
+            .or_default()
+            .acknowledged_writes = Some(*n);
     }
     Report {
         schema: SCHEMA,
@@ -131,6 +183,79 @@ pub fn build(data: &RunData, description: Option<String>, assertions: Vec<Assert
         services: summarize(data),
         faults,
         workloads,
+        links: links(data),
+        host: host(data),
+    }
+}
+
+/// A load event sums the interval since its workload's previous one (about
+/// a second to a minute); it belongs to a window that interval overlaps.
+const LOAD_INTERVAL_MAX_MS: i64 = 60_000;
+
+fn load_during(data: &RunData, from: i64, to: i64) -> BTreeMap<String, LoadDuring> {
+    let mut out: BTreeMap<String, LoadDuring> = BTreeMap::new();
+    let mut previous: BTreeMap<&str, i64> = BTreeMap::new();
+    // Events are in time order: start where the interval of a load event
+    // that ends in the window could begin.
+    let start = data
+        .events
+        .partition_point(|e| e.ts < from.saturating_sub(2 * LOAD_INTERVAL_MAX_MS));
+    for e in &data.events[start..] {
+        if e.ts > to.saturating_add(LOAD_INTERVAL_MAX_MS) {
+            break;
+        }
+        let Event::Load {
+            workload,
+            sent,
+            ok,
+            failed,
+            p99_ms,
+            max_ms,
+            ..
+        } = &e.event
+        else {
+            continue;
+        };
+        let began = previous.insert(workload, e.ts).unwrap_or(e.ts);
+        if e.ts < from || began > to {
+            continue;
+        }
+        let w = out.entry(workload.clone()).or_default();
+        w.sent += sent;
+        w.ok += ok;
+        w.failed += failed;
+        w.worst_p99_ms = w.worst_p99_ms.max(*p99_ms);
+        w.worst_max_ms = w.worst_max_ms.max(*max_ms);
+    }
+    out
+}
+
+fn links(data: &RunData) -> BTreeMap<String, LinkInfo> {
+    let mut out: BTreeMap<String, LinkInfo> = BTreeMap::new();
+    for s in &data.link_samples {
+        let l = out.entry(s.link.clone()).or_default();
+        // The proxy's counts only grow; the last sample is the run's total.
+        l.connections = l.connections.max(s.connections);
+        l.bytes_up = l.bytes_up.max(s.bytes_up);
+        l.bytes_down = l.bytes_down.max(s.bytes_down);
+        l.peak_active = l.peak_active.max(s.active);
+        l.samples += 1;
+    }
+    out
+}
+
+fn host(data: &RunData) -> HostInfo {
+    let fmax = |it: &mut dyn Iterator<Item = f64>| it.filter(|v| v.is_finite()).reduce(f64::max);
+    HostInfo {
+        lag_worst_p99_ms: fmax(&mut data.lag.iter().map(|l| l.p99_ms)),
+        lag_worst_max_ms: fmax(&mut data.lag.iter().map(|l| l.max_ms)),
+        soak_peak_rss_bytes: data.host_samples.iter().map(|h| h.soak_rss_bytes).max(),
+        min_mem_available_bytes: data
+            .host_samples
+            .iter()
+            .map(|h| h.mem_available_bytes)
+            .min(),
+        min_disk_free_bytes: data.host_samples.iter().map(|h| h.disk_free_bytes).min(),
     }
 }
 
@@ -224,7 +349,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Cause, EventRow, IncarnationRow, RunRow};
+    use crate::journal::{Cause, EventRow, IncarnationRow, LagRow, LinkSampleRow, RunRow};
     use serde_json::json;
 
     fn sample() -> Report {
@@ -292,7 +417,31 @@ mod tests {
                         histogram: serde_json::Value::Null,
                     },
                 ),
+                // A read-back that checked a capped sample of the writes.
+                ev(
+                    1_795_392_011_000,
+                    Event::Readback {
+                        workload: "work".into(),
+                        checked: 5,
+                        missing_count: 0,
+                        missing: Vec::new(),
+                    },
+                ),
             ],
+            link_samples: vec![LinkSampleRow {
+                ts: 1_795_392_005_000,
+                link: "store".into(),
+                connections: 12,
+                active: 2,
+                bytes_up: 4_096,
+                bytes_down: 65_536,
+            }],
+            lag: vec![LagRow {
+                ts: 1_795_392_005_000,
+                p99_ms: 1.5,
+                max_ms: 7.25,
+            }],
+            acknowledged_writes: BTreeMap::from([("work".to_string(), 9)]),
             ..RunData::default()
         };
         let assertions = vec![
@@ -347,5 +496,57 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Fail);
         assert_eq!(r.services["gateway"].restarts.planned, 1);
         assert_eq!(r.workloads["work"].failed, 1);
+    }
+
+    #[test]
+    fn acknowledged_writes_are_the_journals_count_not_the_read_backs() {
+        let r = sample();
+        assert_eq!(r.workloads["work"].acknowledged_writes, Some(9));
+        assert_eq!(r.workloads["work"].checked_writes, Some(5));
+    }
+
+    #[test]
+    fn a_faults_window_carries_the_load_it_overlapped() {
+        let r = sample();
+        let during = &r.faults[0].load_during["work"];
+        assert_eq!((during.sent, during.failed), (5, 1));
+        assert_eq!(during.worst_p99_ms, 12.5);
+    }
+
+    #[test]
+    fn load_before_a_fault_is_not_counted_in_its_window() {
+        let ev = |ts, workload: &str| {
+            EventRow::new(
+                ts,
+                ts,
+                Some("s"),
+                Event::Load {
+                    workload: workload.into(),
+                    sent: 10,
+                    ok: 10,
+                    failed: 0,
+                    p50_ms: 1.0,
+                    p99_ms: ts as f64,
+                    max_ms: 2.0,
+                    errors: Vec::new(),
+                    histogram: serde_json::Value::Null,
+                },
+            )
+        };
+        let data = RunData {
+            events: vec![
+                ev(1_000, "w"),
+                ev(2_000, "w"),
+                ev(3_000, "w"),
+                ev(9_000, "w"),
+            ],
+            ..RunData::default()
+        };
+        // The interval ending at 3 000 began at 2 000, inside [2 500, 5 000];
+        // the one ending at 2 000 ended before it; the one ending at 9 000
+        // began at 3 000, inside too.
+        let during = load_during(&data, 2_500, 5_000);
+        assert_eq!(during["w"].sent, 20);
+        assert_eq!(during["w"].worst_p99_ms, 9_000.0);
     }
 }

@@ -1,7 +1,7 @@
 //! Per-service figures of a run: incarnations, restarts planned and
 //! unplanned, last exit, orphans. Used by the console summary and report.json.
 
-use crate::journal::{Cause, IncarnationRow, RunData};
+use crate::journal::{Cause, Event, IncarnationRow, RunData};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -21,6 +21,9 @@ pub struct ServiceSummary {
     pub orphans: u64,
     pub last_exit: Option<String>,
     pub gave_up: bool,
+    /// Why the last start failed (the command could not be spawned); with
+    /// `incarnations == 0`, why it never ran at all.
+    pub start_failure: Option<String>,
 }
 
 /// "code 3", "signal KILL", or "running" for an incarnation.
@@ -57,6 +60,11 @@ pub fn summarize(data: &RunData) -> BTreeMap<String, ServiceSummary> {
             }
         }
         s.last_exit = Some(describe_exit(inc));
+    }
+    for e in &data.events {
+        if let (Event::SpawnFailed { error }, Some(service)) = (&e.event, &e.service) {
+            out.entry(service.clone()).or_default().start_failure = Some(error.clone());
+        }
     }
     out
 }
