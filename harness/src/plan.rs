@@ -251,3 +251,70 @@ impl Plan {
         self.services.iter().find(|s| s.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYSTEM: &str = r#"
+[services.gateway]
+command = ["gw", "--store", "{link.store}", "--direct", "{port.store}", "--port", "{port}"]
+env = { CACHE = "{link.cache}" }
+depends_on = ["store"]
+[services.store]
+command = ["store", "--port", "{port}"]
+[services.other]
+command = ["other", "--port", "{port}"]
+[links.store]
+to = "store"
+[links.cache]
+to = "127.0.0.1:6379"
+"#;
+
+    fn planned(only: &[&str]) -> (Plan, tempfile::TempDir) {
+        let config = Config::parse(Path::new("/x/soak.toml"), SYSTEM).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+        (Plan::new(&config, &only, dir.path()).unwrap(), dir)
+    }
+
+    #[test]
+    fn wiring_expands_to_the_planned_ports_and_the_links_bound_ports() {
+        let (plan, _dir) = planned(&[]);
+        let (gw, store) = (
+            plan.service("gateway").unwrap(),
+            plan.service("store").unwrap(),
+        );
+        let link = |name: &str| plan.links.iter().find(|l| l.name == name).unwrap();
+        assert_eq!(link("store").to, format!("127.0.0.1:{}", store.port));
+        assert_eq!(link("cache").to, "127.0.0.1:6379");
+        assert_eq!(
+            gw.argv,
+            [
+                "gw".to_string(),
+                "--store".into(),
+                link("store").listen.to_string(),
+                "--direct".into(),
+                store.port.to_string(),
+                "--port".into(),
+                gw.port.to_string(),
+            ]
+        );
+        let cache = gw.env.iter().find(|(k, _)| k == "CACHE").unwrap();
+        assert_eq!(cache.1, link("cache").listen.to_string());
+        // The port is held from the plan on: nobody else can bind it.
+        assert!(std::net::TcpListener::bind(link("store").listen).is_err());
+        assert!(link("store").take_listener().is_some());
+        assert!(link("store").take_listener().is_none(), "taken once");
+    }
+
+    #[test]
+    fn a_run_of_one_service_starts_what_it_depends_on_first_and_nothing_else() {
+        let (plan, _dir) = planned(&["gateway"]);
+        let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["store", "gateway"]);
+        let (plan, _dir) = planned(&["other"]);
+        assert_eq!(plan.services.len(), 1);
+        assert!(plan.links.is_empty(), "no planned service uses a link");
+    }
+}
