@@ -541,6 +541,16 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                 next += 1;
             }
         }
+        // Scheduled faults still waiting for their target when the soak
+        // ended: every planned fault is journaled as landed or skipped.
+        if !was_interrupted && inconclusive.is_none() {
+            for (i, p) in steps.iter().enumerate().skip(next) {
+                if p.scheduled && t0 + p.step.at <= Instant::now() {
+                    let why = format!("the run ended while {} was not ready", p.step.target);
+                    skip(&rec, i, &p.step, why);
+                }
+            }
+        }
         for (_, fault) in active.drain(..) {
             fault.roll_back(&rec).await;
         }
