@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod init;
 pub mod journal;
+pub mod lag;
 pub mod link;
 pub mod metrics;
 pub mod plan;

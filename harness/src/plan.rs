@@ -1,10 +1,14 @@
 //! The plan: a config made concrete for one run. Ports are picked, data
-//! directories made, `{port}` and `{data_dir}` expanded. Everything downstream
-//! (supervisor, chaos, workloads) works from the plan, never from templates.
+//! directories made, links' ports bound, `{port}`, `{port.NAME}`,
+//! `{link.NAME}` and `{data_dir}` expanded. Everything downstream
+//! (supervisor, links, chaos, workloads) works from the plan, never from
+//! templates.
 
-use crate::config::{self, Config, DataDir, PortSpec, Probe, Service};
+use crate::config::{self, Config, DataDir, LinkTarget, PortSpec, Probe, Service};
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
 pub struct ServicePlan {
@@ -22,9 +26,35 @@ pub struct ServicePlan {
     pub log: PathBuf,
 }
 
+/// A `[links.NAME]` of the run: its port is bound when the plan is made,
+/// so `{link.NAME}` names a port no other process can take before the link
+/// serves it.
+#[derive(Debug, Clone)]
+pub struct LinkPlan {
+    pub name: String,
+    /// Where services connect: `{link.NAME}`.
+    pub listen: SocketAddr,
+    /// Where the link forwards: a planned service's `127.0.0.1:PORT`, or the
+    /// address the config gives, resolved when the link starts.
+    pub to: String,
+    listener: Arc<Mutex<Option<TcpListener>>>,
+}
+
+impl LinkPlan {
+    /// The bound listener, once: the link that serves it takes it.
+    pub fn take_listener(&self) -> Option<TcpListener> {
+        self.listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// In the order they start: each after what it depends on.
     pub services: Vec<ServicePlan>,
+    pub links: Vec<LinkPlan>,
     pub run_dir: PathBuf,
 }
 
@@ -34,6 +64,12 @@ pub enum PlanError {
     UnknownService { name: String, hint: String },
     #[error("cannot pick a free port on 127.0.0.1: {0}")]
     Port(std::io::Error),
+    #[error("link {name}: cannot bind a port on 127.0.0.1: {source}")]
+    LinkPort {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -56,9 +92,43 @@ pub fn expand_all(template: &str, vars: &[(&str, String)]) -> String {
     config::expand(template, &refs)
 }
 
+/// `name`, and every service it needs to work: what it `depends_on`, the
+/// services behind the links it names, and those whose `{port.NAME}` it
+/// uses, transitively.
+fn with_dependencies(config: &Config, only: &[String]) -> Vec<String> {
+    let mut want: Vec<String> = only.to_vec();
+    let mut i = 0;
+    while i < want.len() {
+        let name = want[i].clone();
+        let svc = &config.services[&name];
+        let mut needs: Vec<String> = svc.depends_on.iter().map(|d| d.get_ref().clone()).collect();
+        for link in config.links.keys() {
+            if config.dependents_of_link(link).contains(&name)
+                && let LinkTarget::Service(s) = config.link_target(link)
+            {
+                needs.push(s);
+            }
+        }
+        let templates: Vec<&String> = svc.command.0.iter().chain(svc.env.values()).collect();
+        for other in config.services.keys() {
+            let placeholder = format!("{{port.{other}}}");
+            if templates.iter().any(|t| t.contains(&placeholder)) {
+                needs.push(other.clone());
+            }
+        }
+        for n in needs {
+            if !want.contains(&n) {
+                want.push(n);
+            }
+        }
+        i += 1;
+    }
+    want
+}
+
 impl Plan {
     /// Makes `config` concrete for a run in `run_dir`, for the named services
-    /// (all when `only` is empty).
+    /// and what they depend on (all when `only` is empty).
     pub fn new(config: &Config, only: &[String], run_dir: &Path) -> Result<Plan, PlanError> {
         let names: Vec<&str> = config.services.keys().map(String::as_str).collect();
         for name in only {
@@ -69,15 +139,62 @@ impl Plan {
                 });
             }
         }
-        let mut services = Vec::new();
-        for (name, svc) in &config.services {
-            if !only.is_empty() && !only.contains(name) {
-                continue;
-            }
-            let port = match svc.port {
+        let wanted = with_dependencies(config, only);
+        let order: Vec<String> = config
+            .start_order()
+            .into_iter()
+            .filter(|n| only.is_empty() || wanted.contains(n))
+            .collect();
+        let mut ports = BTreeMap::new();
+        for name in &order {
+            let port = match config.services[name].port {
                 PortSpec::Auto => free_port().map_err(PlanError::Port)?,
                 PortSpec::Fixed(p) => p,
             };
+            ports.insert(name.clone(), port);
+        }
+        let mut links = Vec::new();
+        for name in config.links.keys() {
+            let used = only.is_empty()
+                || config
+                    .dependents_of_link(name)
+                    .iter()
+                    .any(|d| ports.contains_key(d));
+            if !used {
+                continue;
+            }
+            let to = match config.link_target(name) {
+                LinkTarget::Service(s) => match ports.get(&s) {
+                    Some(port) => format!("127.0.0.1:{port}"),
+                    None => continue,
+                },
+                LinkTarget::Address(a) => a,
+            };
+            let bind_error = |source| PlanError::LinkPort {
+                name: name.clone(),
+                source,
+            };
+            let listener = TcpListener::bind("127.0.0.1:0").map_err(bind_error)?;
+            links.push(LinkPlan {
+                name: name.clone(),
+                listen: listener.local_addr().map_err(bind_error)?,
+                to,
+                listener: Arc::new(Mutex::new(Some(listener))),
+            });
+        }
+        let mut wiring: Vec<(String, String)> = ports
+            .iter()
+            .map(|(name, port)| (format!("port.{name}"), port.to_string()))
+            .collect();
+        wiring.extend(
+            links
+                .iter()
+                .map(|l| (format!("link.{}", l.name), l.listen.to_string())),
+        );
+        let mut services = Vec::new();
+        for name in &order {
+            let svc = &config.services[name];
+            let port = ports[name];
             let data_dir = match &svc.data_dir {
                 DataDir::Auto => run_dir.join("data").join(name),
                 DataDir::Path(p) => p.clone(),
@@ -86,11 +203,12 @@ impl Plan {
                 path: data_dir.clone(),
                 source,
             })?;
-            let vars = [
+            let mut vars: Vec<(&str, String)> = vec![
                 ("port", port.to_string()),
                 ("data_dir", data_dir.display().to_string()),
                 ("service", name.clone()),
             ];
+            vars.extend(wiring.iter().map(|(k, v)| (k.as_str(), v.clone())));
             let mut env: BTreeMap<String, String> = std::env::vars().collect();
             for (k, v) in &svc.env {
                 env.insert(k.clone(), expand_all(v, &vars));
@@ -124,11 +242,79 @@ impl Plan {
         }
         Ok(Plan {
             services,
+            links,
             run_dir: run_dir.to_path_buf(),
         })
     }
 
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
         self.services.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYSTEM: &str = r#"
+[services.gateway]
+command = ["gw", "--store", "{link.store}", "--direct", "{port.store}", "--port", "{port}"]
+env = { CACHE = "{link.cache}" }
+depends_on = ["store"]
+[services.store]
+command = ["store", "--port", "{port}"]
+[services.other]
+command = ["other", "--port", "{port}"]
+[links.store]
+to = "store"
+[links.cache]
+to = "127.0.0.1:6379"
+"#;
+
+    fn planned(only: &[&str]) -> (Plan, tempfile::TempDir) {
+        let config = Config::parse(Path::new("/x/soak.toml"), SYSTEM).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+        (Plan::new(&config, &only, dir.path()).unwrap(), dir)
+    }
+
+    #[test]
+    fn wiring_expands_to_the_planned_ports_and_the_links_bound_ports() {
+        let (plan, _dir) = planned(&[]);
+        let (gw, store) = (
+            plan.service("gateway").unwrap(),
+            plan.service("store").unwrap(),
+        );
+        let link = |name: &str| plan.links.iter().find(|l| l.name == name).unwrap();
+        assert_eq!(link("store").to, format!("127.0.0.1:{}", store.port));
+        assert_eq!(link("cache").to, "127.0.0.1:6379");
+        assert_eq!(
+            gw.argv,
+            [
+                "gw".to_string(),
+                "--store".into(),
+                link("store").listen.to_string(),
+                "--direct".into(),
+                store.port.to_string(),
+                "--port".into(),
+                gw.port.to_string(),
+            ]
+        );
+        let cache = gw.env.iter().find(|(k, _)| k == "CACHE").unwrap();
+        assert_eq!(cache.1, link("cache").listen.to_string());
+        // The port is held from the plan on: nobody else can bind it.
+        assert!(std::net::TcpListener::bind(link("store").listen).is_err());
+        assert!(link("store").take_listener().is_some());
+        assert!(link("store").take_listener().is_none(), "taken once");
+    }
+
+    #[test]
+    fn a_run_of_one_service_starts_what_it_depends_on_first_and_nothing_else() {
+        let (plan, _dir) = planned(&["gateway"]);
+        let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["store", "gateway"]);
+        let (plan, _dir) = planned(&["other"]);
+        assert_eq!(plan.services.len(), 1);
+        assert!(plan.links.is_empty(), "no planned service uses a link");
     }
 }

@@ -55,7 +55,13 @@ impl SplitMix {
 pub struct Planned {
     pub step: Step,
     pub from: String,
+    /// Picked by a `[schedule]`: a soak goes on when it cannot land.
+    pub scheduled: bool,
 }
+
+/// How long a scheduled fault whose target is down (restarting, in
+/// backoff) waits for the next ready incarnation before it is skipped.
+pub const SCHEDULED_FAULT_WAIT: Duration = Duration::from_secs(30);
 
 /// The steps of the run: the scenario's own, plus, for a `[schedule]`, the
 /// steps of a picked scenario every `every`, jittered by up to a quarter
@@ -67,26 +73,11 @@ pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Pl
         .map(|s| Planned {
             step: s.clone(),
             from: sc.name.clone(),
+            scheduled: false,
         })
         .collect();
     if let Some(sched) = &sc.schedule {
-        let dir = sc.path.parent().unwrap_or(Path::new("."));
-        let mut picks = Vec::new();
-        for name in &sched.pick {
-            let path = dir.join(format!("{}.toml", name.get_ref()));
-            let picked = Scenario::load(&path).map_err(|e| e.to_string())?;
-            if let Some(s) = picked
-                .steps
-                .iter()
-                .find(|s| !sc.services.contains(&s.target))
-            {
-                return Err(format!(
-                    "schedule picks {}, whose step targets {}, which {} does not run",
-                    picked.name, s.target, sc.name
-                ));
-            }
-            picks.push(picked);
-        }
+        let picks = sc.picks().map_err(|e| e.to_string())?;
         let every = sched.every.0;
         let mut rng = SplitMix(seed);
         let mut k = 1u32;
@@ -100,6 +91,7 @@ pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Pl
                     out.push(Planned {
                         step: Step { at, ..s.clone() },
                         from: pick.name.clone(),
+                        scheduled: true,
                     });
                 }
             }
@@ -108,6 +100,20 @@ pub fn plan_steps(sc: &Scenario, duration: Duration, seed: u64) -> Result<Vec<Pl
     }
     out.sort_by_key(|p| p.step.at);
     Ok(out)
+}
+
+/// Journals a scheduled fault that could not land; the soak goes on.
+fn skip(rec: &Recorder, index: usize, step: &Step, reason: String) {
+    rec.emit(
+        Some(&step.target),
+        &Event::FaultSkipped {
+            step: index,
+            action: step.action.name().to_string(),
+            reason: reason.clone(),
+        },
+        Severity::Warn,
+        format!("skipped {}: {reason}", step.action.name()),
+    );
 }
 
 /// How often a long run journals its load figures.
@@ -347,7 +353,16 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
             ),
         );
     }
+    let links = Arc::new(
+        crate::link::start_all(&plan, &rec)
+            .await
+            .map_err(|e| RunError::Setup(e.to_string()))?,
+    );
+    let link_sampler = links.sample_every(sc.config.harness.sample_every.0, &rec);
+    let lag = crate::lag::heartbeat(&rec, sc.config.harness.sample_every.0);
     let sup = Arc::new(Supervisor::start(&plan, &rec, opts.shim_exe.clone()));
+    // The scenario's services and what they depend on.
+    let running: Vec<String> = plan.services.iter().map(|s| s.name.clone()).collect();
     let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
     let sampler = tokio::spawn(crate::sample::run(
         sup.clone(),
@@ -361,8 +376,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
 
     let mut inconclusive = None;
     let mut was_interrupted = false;
-    let grace = sc
-        .services
+    let grace = running
         .iter()
         .filter_map(|s| {
             sc.config.services[s]
@@ -374,7 +388,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         .unwrap_or(Duration::from_secs(5))
         + Duration::from_secs(5);
     let steady_since = tokio::select! {
-        r = steady(&sup, &sc.services, grace) => match r {
+        r = steady(&sup, &running, grace) => match r {
             Ok(()) => {
                 rec.emit(None, &Event::Steady {}, Severity::Good, "all services healthy: starting the scenario");
                 Some(Instant::now())
@@ -414,7 +428,11 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
         loop {
             let next_step = steps.get(next).map(|p| t0 + p.step.at);
             let next_rollback = active.iter().filter_map(|(d, _)| *d).min();
-            let wake = [Some(end), next_step, next_rollback]
+            // A step already due is one waiting for its target to be ready:
+            // look again in a while rather than spin.
+            let poll = Instant::now() + Duration::from_millis(200);
+            let step_wake = next_step.map(|t| if t <= Instant::now() { poll } else { t });
+            let wake = [Some(end), step_wake, next_rollback]
                 .into_iter()
                 .flatten()
                 .min()
@@ -447,20 +465,54 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
             if let (Some(at), Some(every)) = (next_refresh, opts.refresh_report)
                 && now >= at
             {
-                rec.journal.flush();
+                // Off the runtime: a slow disk must not stall fault timing.
+                let journal = rec.journal.clone();
+                let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
                 refresher.refresh(&opts.shim_exe, &run_dir, &rec).await;
                 next_refresh = Some(now + every);
             }
-            if next_step.is_some_and(|t| t <= now) {
-                let step = &steps[next].step;
+            if let Some(due) = next_step
+                && due <= now
+            {
+                let Planned {
+                    step, scheduled, ..
+                } = &steps[next];
+                // A scheduled fault on a service that is down waits for its
+                // next ready incarnation, then is skipped: a soak never ends
+                // because one fault could not land.
+                if *scheduled && !step.action.is_link() {
+                    let ready = sup
+                        .state(&step.target)
+                        .is_ok_and(|s| s.borrow().phase == Phase::Ready);
+                    if !ready {
+                        if now < due + SCHEDULED_FAULT_WAIT {
+                            continue;
+                        }
+                        skip(
+                            &rec,
+                            next,
+                            step,
+                            format!(
+                                "{} was not ready within {} of the fault's time",
+                                step.target,
+                                human(SCHEDULED_FAULT_WAIT)
+                            ),
+                        );
+                        next += 1;
+                        continue;
+                    }
+                }
                 let consistency = sc
                     .expect
                     .consistent_reads
                     .as_ref()
                     .and_then(|w| sc.config.workloads.get(w.get_ref()));
-                match chaos::inject(next, step, &sup, &plan, &rec, &opts.shim_exe, consistency)
-                    .await
-                {
+                let targets = chaos::Targets {
+                    sup: &sup,
+                    plan: &plan,
+                    links: &links,
+                };
+                match chaos::inject(next, step, &targets, &rec, &opts.shim_exe, consistency).await {
                     Ok(fault) => {
                         if step.action == Action::Stop {
                             stopped_by_step.push(step.target.clone());
@@ -471,6 +523,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                             active.push((until, fault));
                         }
                     }
+                    Err(e) if *scheduled => skip(&rec, next, step, e.to_string()),
                     Err(e) => {
                         rec.emit(
                             Some(&step.target),
@@ -486,6 +539,16 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                     }
                 }
                 next += 1;
+            }
+        }
+        // Scheduled faults still waiting for their target when the soak
+        // ended: every planned fault is journaled as landed or skipped.
+        if !was_interrupted && inconclusive.is_none() {
+            for (i, p) in steps.iter().enumerate().skip(next) {
+                if p.scheduled && t0 + p.step.at <= Instant::now() {
+                    let why = format!("the run ended while {} was not ready", p.step.target);
+                    skip(&rec, i, &p.step, why);
+                }
             }
         }
         for (_, fault) in active.drain(..) {
@@ -521,6 +584,17 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     sup.stop_all().await;
     let _ = stop_sampler.send(true);
     let _ = sampler.await;
+    // Links outlive the services that use them, so no service sees its
+    // dependency vanish while it stops.
+    if let Some(t) = link_sampler {
+        t.abort();
+        let _ = t.await;
+    }
+    if let Ok(links) = Arc::try_unwrap(links) {
+        links.shutdown(&rec).await;
+    }
+    lag.abort();
+    let _ = lag.await;
     if !was_interrupted {
         for sp in &plan.services {
             for db in &sp.sqlite {

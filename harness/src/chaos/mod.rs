@@ -14,10 +14,12 @@
 //! journaled with `target_replaced` and touches nothing.
 //!
 //! One file per family: `process` (hang, pidfds), `limits` (fd
-//! exhaustion), `sqlite` (locks), `duplicate` (a second instance).
+//! exhaustion), `sqlite` (locks), `duplicate` (a second instance), `link`
+//! (the proxy in front of a dependency: its fault is the link's guard).
 
 mod duplicate;
 mod limits;
+mod link;
 mod process;
 mod sqlite;
 
@@ -25,6 +27,7 @@ use crate::clock::now_ms;
 use crate::config::Workload;
 use crate::config::scenario::{Action, Step};
 use crate::config::units::signal_name;
+use crate::link::{FaultGuard, Links};
 use crate::plan::Plan;
 use crate::record::{Recorder, Severity};
 use crate::supervise::{ServiceState, Supervisor};
@@ -45,8 +48,9 @@ pub struct Fault {
     /// The incarnation the fault hit, to notice when the supervisor acted.
     pub incarnation: Option<i64>,
     /// The target's live state: an undo aimed at an incarnation that has
-    /// been replaced touches nothing.
-    state: watch::Receiver<ServiceState>,
+    /// been replaced touches nothing. `None` for a link, which has no
+    /// incarnations.
+    state: Option<watch::Receiver<ServiceState>>,
     undo: Undo,
 }
 
@@ -57,6 +61,7 @@ enum Undo {
     Rlimit(FdHold),
     Lock(LockHold),
     Duplicate(DuplicateHold),
+    Link(FaultGuard),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,21 +72,53 @@ pub struct InjectError {
     pub why: String,
 }
 
-/// Injects `step` (number `index` of its scenario) into the running services.
+/// What a fault can reach: the run's services and links.
+pub struct Targets<'a> {
+    pub sup: &'a Arc<Supervisor>,
+    pub plan: &'a Plan,
+    pub links: &'a Links,
+}
+
+/// Injects `step` (number `index` of its scenario) into the running
+/// services, or the link it names.
 pub async fn inject(
     index: usize,
     step: &Step,
-    sup: &Arc<Supervisor>,
-    plan: &Plan,
+    to: &Targets<'_>,
     rec: &Recorder,
     shim_exe: &Path,
     consistency: Option<&Workload>,
 ) -> Result<Fault, InjectError> {
+    let (sup, plan) = (to.sup, to.plan);
     let err = |why: String| InjectError {
         action: step.action.name(),
         target: step.target.clone(),
         why,
     };
+    if let Action::Link {
+        fault,
+        direction,
+        hold,
+    } = &step.action
+    {
+        let (guard, detail, text) = link::add(
+            to.links,
+            &step.target,
+            link::fault(fault, *direction),
+            *hold,
+        )
+        .map_err(err)?;
+        return Ok(injected(
+            index,
+            step,
+            None,
+            None,
+            Undo::Link(guard),
+            detail,
+            text,
+            rec,
+        ));
+    }
     let sp = plan
         .service(&step.target)
         .ok_or_else(|| err("not in this run".into()))?;
@@ -89,9 +126,7 @@ pub async fn inject(
     let state = live.borrow().clone();
     let pid = state.pid.ok_or_else(|| err("it is not running".into()))?;
     let (undo, detail, text) = match &step.action {
-        Action::Link { .. } => {
-            return Err(err("link faults are injected by the link proxy".into()));
-        }
+        Action::Link { .. } => unreachable!("link faults returned above"),
         Action::Kill { signal, scope } => {
             let pids = sup
                 .signal(&step.target, *signal, *scope, true)
@@ -213,11 +248,34 @@ pub async fn inject(
             )
         }
     };
+    Ok(injected(
+        index,
+        step,
+        state.incarnation,
+        Some(live),
+        undo,
+        detail,
+        text,
+        rec,
+    ))
+}
+
+/// Journals `fault-injected` and hands back the fault that undoes it.
+#[allow(clippy::too_many_arguments)]
+fn injected(
+    index: usize,
+    step: &Step,
+    incarnation: Option<i64>,
+    state: Option<watch::Receiver<ServiceState>>,
+    undo: Undo,
+    mut detail: serde_json::Value,
+    text: String,
+    rec: &Recorder,
+) -> Fault {
     let injected_at = now_ms();
-    let mut detail = detail;
     detail["step"] = json!(index);
     detail["action"] = json!(step.action.name());
-    detail["incarnation"] = json!(state.incarnation);
+    detail["incarnation"] = json!(incarnation);
     rec.event(
         Some(&step.target),
         "fault-injected",
@@ -225,15 +283,15 @@ pub async fn inject(
         Severity::Warn,
         format!("fault: {text}"),
     );
-    Ok(Fault {
+    Fault {
         step: index,
         target: step.target.clone(),
         action: step.action.name(),
         injected_at,
-        incarnation: state.incarnation,
-        state: live,
+        incarnation,
+        state,
         undo,
-    })
+    }
 }
 
 impl Fault {
@@ -287,7 +345,9 @@ impl Fault {
     }
 
     fn replaced(&self) -> bool {
-        self.target_replaced(self.state.borrow().incarnation)
+        self.state
+            .as_ref()
+            .is_some_and(|s| self.target_replaced(s.borrow().incarnation))
     }
 
     /// The synchronous part of every undo, safe to call from `Drop`: a few
@@ -319,6 +379,12 @@ impl Fault {
                 drop(dup.task.take());
                 json!({})
             }
+            Undo::Link(guard) => match guard.remove() {
+                Ok(()) => json!({"removed": true}),
+                // A refuse whose port could not be listened on again: the
+                // link keeps retrying; say so rather than claim it is whole.
+                Err(e) => json!({"removed": true, "relisten_error": e.to_string()}),
+            },
         }
     }
 

@@ -23,8 +23,10 @@
 
 mod fault;
 mod pipe;
+mod run;
 
 pub use fault::{Direction, Fault};
+pub use run::{Links, start_all};
 
 use crate::clock::now_ms;
 use fault::Way;
@@ -61,6 +63,8 @@ pub enum LinkError {
         fault: &'static str,
         why: String,
     },
+    #[error("link {link}: cannot resolve `{to}` to an address")]
+    Unresolved { link: String, to: String },
     #[error("link {link} is shut down")]
     Closed { link: String },
 }
@@ -292,7 +296,44 @@ impl Link {
             source,
         };
         let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
-        let addr = listener.local_addr().map_err(bind_error)?;
+        Link::serve(name, listener, target).map_err(|e| match e {
+            LinkError::Listen { link, source, .. } => LinkError::Listen {
+                link,
+                addr: listen,
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Like [`Link::start`], on a port bound beforehand (the plan binds it,
+    /// so the services' `{link.NAME}` names it before they start).
+    pub fn from_std(
+        name: impl Into<String>,
+        listener: std::net::TcpListener,
+        target: SocketAddr,
+    ) -> Result<Link, LinkError> {
+        let name = name.into();
+        let addr = listener.local_addr();
+        let wrap = |source| LinkError::Listen {
+            link: name.clone(),
+            addr: addr
+                .as_ref()
+                .copied()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            source,
+        };
+        listener.set_nonblocking(true).map_err(wrap)?;
+        let listener = TcpListener::from_std(listener).map_err(wrap)?;
+        Link::serve(name, listener, target)
+    }
+
+    fn serve(name: String, listener: TcpListener, target: SocketAddr) -> Result<Link, LinkError> {
+        let addr = listener.local_addr().map_err(|source| LinkError::Listen {
+            link: name.clone(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            source,
+        })?;
         let (state, _) = watch::channel(State::default());
         let shared = Arc::new(Shared {
             name,
