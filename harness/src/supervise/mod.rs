@@ -177,6 +177,9 @@ struct Ending {
     signal: Option<i32>,
     orphans: usize,
     cause: Cause,
+    /// When it started, as the journal has it (the shim's report of the
+    /// exec), or when the attempt was made if it never started.
+    started: Instant,
     up_for: Duration,
     ts: i64,
 }
@@ -280,14 +283,17 @@ impl ServiceLoop {
                     return;
                 }
             }
-            let now = Instant::now();
-            starts.push_back(now);
-            last_start = Some(now);
             self.state.send_modify(|s| {
                 s.starts += 1;
                 s.phase = Phase::Starting;
             });
             let (mut ending, stop_reply) = self.incarnation().await;
+            // Throttle and start limit count from the start the journal
+            // records, not from the decision to start: a fresh shim takes
+            // tens of milliseconds to exec, a standby almost none, and the
+            // promise "starts at least `throttle` apart" is about the starts.
+            starts.push_back(ending.started);
+            last_start = Some(ending.started);
 
             if ending.cause == Cause::Stopped {
                 self.drop_standby().await;
@@ -395,12 +401,14 @@ impl ServiceLoop {
         Option<(oneshot::Sender<Option<StopOutcome>>, StopOutcome)>,
     ) {
         let name = self.sp.name.clone();
+        let attempt = Instant::now();
         let spawn_failed = |ts| Ending {
             incarnation: None,
             exit_code: None,
             signal: None,
             orphans: 0,
             cause: Cause::Unplanned,
+            started: attempt,
             up_for: Duration::ZERO,
             ts,
         };
@@ -433,7 +441,7 @@ impl ServiceLoop {
                 return (spawn_failed(now_ms()), None);
             }
         };
-        let started = Instant::now();
+        let started = instant_of(started_ts);
         let id = self.rec.journal.new_incarnation_id();
         self.rec.journal.send(Record::Started {
             incarnation: id,
@@ -612,6 +620,7 @@ impl ServiceLoop {
         else {
             let mut e = spawn_failed(now_ms());
             e.incarnation = Some(id);
+            e.started = started;
             return (e, None);
         };
         let how = match (exit_code, signal) {
@@ -686,6 +695,7 @@ impl ServiceLoop {
             signal,
             orphans: orphans.len(),
             cause,
+            started,
             up_for: started.elapsed(),
             ts,
         };
@@ -720,6 +730,14 @@ impl ServiceLoop {
         );
         self.set_phase(Phase::Ready);
     }
+}
+
+/// The monotonic instant of `ts` (ms since the epoch, in the past). Rounds
+/// later, never earlier, so a throttle counted from it is never short in
+/// the journal's own milliseconds.
+fn instant_of(ts: i64) -> Instant {
+    let ago = Duration::from_millis((now_ms() - ts).max(0) as u64);
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
 
 /// Signals after which a process is expected to be gone.
