@@ -70,6 +70,48 @@ enum Control {
 struct Handle {
     control: mpsc::UnboundedSender<Control>,
     state: watch::Receiver<ServiceState>,
+    /// Services of this run that depend on this one: stopped before it.
+    dependents: Vec<String>,
+}
+
+/// A service another waits for before its first start.
+struct Dependency {
+    name: String,
+    state: watch::Receiver<ServiceState>,
+    /// How long it may take to be ready, counting what it waits for itself.
+    budget: Duration,
+}
+
+/// What `sp` depends on among the services of this run. A dependency left
+/// out of the run (`soak up gateway`) is the user's choice: not waited for.
+fn dependencies(plan: &Plan, sp: &ServicePlan) -> Vec<String> {
+    sp.config
+        .depends_on
+        .iter()
+        .map(|d| d.get_ref().clone())
+        .filter(|d| plan.service(d).is_some())
+        .collect()
+}
+
+/// How long `name` may take to become ready from the run's start: its own
+/// `start_grace` (none without a health check: it is ready once started)
+/// after the slowest of what it waits for. Config validation refused
+/// cycles, so the recursion ends.
+fn ready_budget(plan: &Plan, name: &str) -> Duration {
+    let Some(sp) = plan.service(name) else {
+        return Duration::ZERO;
+    };
+    let own = sp
+        .config
+        .health
+        .as_ref()
+        .map_or(Duration::ZERO, |h| h.start_grace.0);
+    let before = dependencies(plan, sp)
+        .iter()
+        .map(|d| ready_budget(plan, d))
+        .max()
+        .unwrap_or_default();
+    own + before
 }
 
 pub struct Supervisor {
@@ -86,14 +128,28 @@ pub enum SuperviseError {
 
 impl Supervisor {
     /// Starts every service of the plan. `shim_exe` is the `soak` binary,
-    /// which runs the shim as `soak __shim`.
+    /// which runs the shim as `soak __shim`. A service with `depends_on`
+    /// waits until what it depends on is ready (see [`Dependency`]).
     pub fn start(plan: &Plan, recorder: &Recorder, shim_exe: PathBuf) -> Supervisor {
+        let channels: BTreeMap<String, _> = plan
+            .services
+            .iter()
+            .map(|sp| (sp.name.clone(), watch::channel(ServiceState::default())))
+            .collect();
         let services = plan
             .services
             .iter()
             .map(|sp| {
                 let (control, rx) = mpsc::unbounded_channel();
-                let (state_tx, state) = watch::channel(ServiceState::default());
+                let (state_tx, state) = channels[&sp.name].clone();
+                let depends_on = dependencies(plan, sp)
+                    .into_iter()
+                    .map(|name| Dependency {
+                        state: channels[&name].1.clone(),
+                        budget: ready_budget(plan, &name),
+                        name,
+                    })
+                    .collect();
                 tokio::spawn(
                     ServiceLoop {
                         sp: sp.clone(),
@@ -102,10 +158,23 @@ impl Supervisor {
                         state: state_tx,
                         shim_exe: shim_exe.clone(),
                         standby: None,
+                        depends_on,
                     }
                     .run(),
                 );
-                (sp.name.clone(), Handle { control, state })
+                (
+                    sp.name.clone(),
+                    Handle {
+                        control,
+                        state,
+                        dependents: plan
+                            .services
+                            .iter()
+                            .filter(|d| dependencies(plan, d).contains(&sp.name))
+                            .map(|d| d.name.clone())
+                            .collect(),
+                    },
+                )
             })
             .collect();
         Supervisor { services }
@@ -152,22 +221,40 @@ impl Supervisor {
         Ok(rx.await.ok().flatten())
     }
 
-    /// Stops every service, in parallel, and waits until each is stopped.
+    /// Stops every service and waits until each is stopped: in parallel,
+    /// except that a service stops only after everything that depends on it
+    /// has (the start order, reversed).
     pub async fn stop_all(&self) {
-        let mut waits = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
         for h in self.services.values() {
-            let (reply, rx) = oneshot::channel();
-            let _ = h.control.send(Control::Stop { reply });
-            waits.push(rx);
+            let dependents: Vec<_> = h
+                .dependents
+                .iter()
+                .filter_map(|d| self.services.get(d))
+                .map(|d| d.state.clone())
+                .collect();
+            let (control, mut state) = (h.control.clone(), h.state.clone());
+            tasks.spawn(async move {
+                for mut d in dependents {
+                    let _ = d.wait_for(|s| s.phase == Phase::Stopped).await;
+                }
+                let (reply, rx) = oneshot::channel();
+                let _ = control.send(Control::Stop { reply });
+                let _ = rx.await;
+                let _ = state.wait_for(|s| s.phase == Phase::Stopped).await;
+            });
         }
-        for w in waits {
-            let _ = w.await;
-        }
-        for h in self.services.values() {
-            let mut state = h.state.clone();
-            let _ = state.wait_for(|s| s.phase == Phase::Stopped).await;
-        }
+        while tasks.join_next().await.is_some() {}
     }
+}
+
+/// How waiting for dependencies ended.
+enum Waited {
+    Ready,
+    /// Asked to stop meanwhile.
+    Stop,
+    /// Why the service will not start.
+    NotReady(String),
 }
 
 /// How an incarnation ended, before the restart decision names its cause.
@@ -193,6 +280,8 @@ struct ServiceLoop {
     /// The next incarnation's shim, started while this one runs so that a
     /// crash is followed by one fork+exec, not two (see `Standby`).
     standby: Option<client::Standby>,
+    /// Waited for before the first start.
+    depends_on: Vec<Dependency>,
 }
 
 impl ServiceLoop {
@@ -221,6 +310,67 @@ impl ServiceLoop {
                 },
             }
         }
+    }
+
+    /// Waits until every dependency is ready, each for its own budget plus
+    /// this service's `start_grace`, answering controls meanwhile.
+    async fn wait_for_dependencies(&mut self) -> Waited {
+        let own = self
+            .sp
+            .config
+            .health
+            .as_ref()
+            .map_or(Duration::ZERO, |h| h.start_grace.0);
+        let began = Instant::now();
+        let deps = std::mem::take(&mut self.depends_on);
+        for mut dep in deps {
+            let limit = own + dep.budget;
+            let deadline =
+                tokio::time::sleep((began + limit).saturating_duration_since(Instant::now()));
+            tokio::pin!(deadline);
+            loop {
+                let phase = dep.state.borrow_and_update().phase;
+                match phase {
+                    Phase::Ready => break,
+                    Phase::Down | Phase::GaveUp | Phase::Stopped => {
+                        return Waited::NotReady(format!(
+                            "not started: it depends on `{}`, which is down ({})",
+                            dep.name,
+                            match phase {
+                                Phase::GaveUp => "it gave up restarting",
+                                Phase::Stopped => "it was stopped",
+                                _ => "it ended or never started, and is not restarted",
+                            }
+                        ));
+                    }
+                    Phase::Starting | Phase::Waiting => {}
+                }
+                tokio::select! {
+                    _ = &mut deadline => {
+                        return Waited::NotReady(format!(
+                            "not started: it depends on `{}`, which was not healthy within {} \
+                             (this service's start_grace plus the time `{}` may take to be ready)",
+                            dep.name,
+                            crate::clock::human(limit),
+                            dep.name,
+                        ));
+                    }
+                    changed = dep.state.changed() => if changed.is_err() {
+                        return Waited::NotReady(format!(
+                            "not started: it depends on `{}`, whose supervisor ended", dep.name));
+                    },
+                    c = self.control.recv() => match c {
+                        Some(Control::Signal { reply, .. }) => drop(reply),
+                        Some(Control::Stop { reply }) => {
+                            let _ = reply.send(None);
+                            return Waited::Stop;
+                        }
+                        None => return Waited::Stop,
+                    },
+                }
+            }
+        }
+        Waited::Ready
     }
 
     /// Idles after the service is down for good, until told to stop.
@@ -270,6 +420,28 @@ impl ServiceLoop {
         let mut failures_in_row: u32 = 0;
         let mut last_start: Option<Instant> = None;
         let mut delay = Duration::ZERO;
+        if !self.depends_on.is_empty() {
+            self.set_phase(Phase::Waiting);
+            match self.wait_for_dependencies().await {
+                Waited::Ready => {}
+                Waited::Stop => {
+                    self.set_phase(Phase::Stopped);
+                    return;
+                }
+                Waited::NotReady(reason) => {
+                    self.rec.emit(
+                        Some(self.name()),
+                        &Event::SpawnFailed {
+                            error: reason.clone(),
+                        },
+                        Severity::Bad,
+                        reason,
+                    );
+                    self.park(Phase::Down).await;
+                    return;
+                }
+            }
+        }
         loop {
             let throttle_left = last_start
                 .map(|t| (t + cfg.throttle.0).saturating_duration_since(Instant::now()))

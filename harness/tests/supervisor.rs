@@ -1,0 +1,159 @@
+//! The supervisor's promises about systems of services and their quirks:
+//! start and stop order from `depends_on`, what counts as a planned death,
+//! services that daemonize, and a first start that cannot work. Each is
+//! proven on real processes (small Python services written here).
+
+#[path = "it/common.rs"]
+mod common;
+mod support;
+
+use common::*;
+use std::time::Duration;
+
+/// A free port on 127.0.0.1, for a service another one must find.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Listens on argv[1] after argv[2] seconds; accepts and closes forever.
+const LATE_LISTENER: &str = r#"
+import socket, sys, time
+time.sleep(float(sys.argv[2]))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+while True:
+    s.accept()[0].close()
+"#;
+
+/// Refuses to start (exit 1) unless 127.0.0.1:argv[1] answers; on SIGTERM
+/// takes 300 ms to finish, then exits 0 if that port still answers, else 7.
+const NEEDS_A: &str = r#"
+import signal, socket, sys, time
+dep, me = int(sys.argv[1]), int(sys.argv[2])
+def answers():
+    try:
+        socket.create_connection(("127.0.0.1", dep), timeout=1).close()
+        return True
+    except OSError:
+        return False
+if not answers():
+    print("my dependency does not answer", flush=True)
+    sys.exit(1)
+def term(*_):
+    time.sleep(0.3)
+    sys.exit(0 if answers() else 7)
+signal.signal(signal.SIGTERM, term)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", me))
+s.listen()
+while True:
+    s.accept()[0].close()
+"#;
+
+#[test]
+fn a_service_starts_after_what_it_depends_on_is_healthy_and_stops_before_it() {
+    let a_port = free_port();
+    let sb = Sandbox::new(&format!(
+        r#"
+[services.a]
+command = ["python3", "late.py", "{{port}}", "1.5"]
+port = {a_port}
+restart = "never"
+[services.a.health]
+tcp = "127.0.0.1:{{port}}"
+interval = "200ms"
+start_grace = "20s"
+
+[services.b]
+command = ["python3", "needs.py", "{a_port}", "{{port}}"]
+restart = "never"
+depends_on = ["a"]
+stop = {{ signal = "TERM", grace = "10s" }}
+[services.b.health]
+tcp = "127.0.0.1:{{port}}"
+interval = "200ms"
+"#
+    ));
+    std::fs::write(sb.path().join("late.py"), LATE_LISTENER).unwrap();
+    std::fs::write(sb.path().join("needs.py"), NEEDS_A).unwrap();
+    let run = sb.up(&[]);
+    let d = sb.wait_for("b to be ready", Duration::from_secs(30), |d| {
+        d.incarnations
+            .iter()
+            .any(|i| i.service == "b" && i.ready_at.is_some())
+    });
+    let inc = |d: &soak::journal::RunData, s: &str| {
+        d.incarnations
+            .iter()
+            .find(|i| i.service == s)
+            .cloned()
+            .unwrap_or_else(|| panic!("no incarnation of {s}: {:#?}", d.incarnations))
+    };
+    let (a, b) = (inc(&d, "a"), inc(&d, "b"));
+    assert!(
+        b.started_at >= a.ready_at.unwrap(),
+        "b started at {} before a was ready at {:?}",
+        b.started_at,
+        a.ready_at
+    );
+    run.signal(libc::SIGINT);
+    let (code, out, err) = run.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let d = sb.journal();
+    let (a, b) = (inc(&d, "a"), inc(&d, "b"));
+    // b checks, as it stops, that a still answers: exit 0 says it did.
+    assert_eq!(b.exit_code, Some(0), "b saw a gone while stopping: {b:#?}");
+    assert!(
+        a.ended_at.unwrap() >= b.ended_at.unwrap(),
+        "a ended before b: {a:#?} {b:#?}"
+    );
+}
+
+#[test]
+fn a_dependency_that_never_becomes_healthy_keeps_its_dependent_from_starting_and_says_why() {
+    let sb = Sandbox::new(
+        r#"
+[services.never-ready]
+command = ["sleep", "1000"]
+restart = "always"
+restart_delay = "100ms"
+[services.never-ready.health]
+tcp = "127.0.0.1:{port}"
+interval = "100ms"
+failures = 1
+start_grace = "1s"
+
+[services.waiter]
+command = ["sleep", "1000"]
+depends_on = ["never-ready"]
+[services.waiter.health]
+tcp = "127.0.0.1:{port}"
+start_grace = "1s"
+"#,
+    );
+    let run = sb.up(&[]);
+    let d = sb.wait_for("waiter to give up waiting", Duration::from_secs(30), |d| {
+        events(d, "spawn-failed").any(|e| e.service.as_deref() == Some("waiter"))
+    });
+    drop(run);
+    assert!(
+        d.incarnations.iter().all(|i| i.service != "waiter"),
+        "waiter must not start: {:#?}",
+        d.incarnations
+    );
+    let e = events(&d, "spawn-failed")
+        .find(|e| e.service.as_deref() == Some("waiter"))
+        .unwrap();
+    let error = e.detail["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("depends on `never-ready`") && error.contains("not healthy within 2.0 s"),
+        "{error}"
+    );
+}
