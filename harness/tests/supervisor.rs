@@ -157,3 +157,77 @@ start_grace = "1s"
         "{error}"
     );
 }
+
+/// Ignores SIGTERM, then exits 3 on its own after argv[1] seconds.
+const IGNORES_TERM_THEN_CRASHES: &str = r#"
+import signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+time.sleep(float(sys.argv[1]))
+sys.exit(3)
+"#;
+
+#[test]
+fn a_crash_long_after_a_survived_fault_is_unplanned_a_death_from_the_fault_is_planned() {
+    let sb = Sandbox::new(
+        r#"
+[services.survivor]
+command = ["python3", "crash.py", "7"]
+restart = "never"
+stop = { signal = "TERM", grace = "1s" }
+
+[services.casualty]
+command = ["sleep", "1000"]
+restart = "never"
+"#,
+    );
+    std::fs::write(sb.path().join("crash.py"), IGNORES_TERM_THEN_CRASHES).unwrap();
+    std::fs::write(
+        sb.path().join("scenario.toml"),
+        r#"
+config = "soak.toml"
+duration = "12s"
+[[steps]]
+at = "1s"
+action = "kill"
+target = "survivor"
+signal = "TERM"
+[[steps]]
+at = "1s"
+action = "kill"
+target = "casualty"
+signal = "TERM"
+"#,
+    )
+    .unwrap();
+    let child = sb
+        .soak(&["chaos", "scenario.toml", "--plain", "--reports", "reports"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = Running { child: Some(child) };
+    let d = sb.wait_for("the survivor's own crash", Duration::from_secs(40), |d| {
+        d.incarnations
+            .iter()
+            .filter(|i| i.ended_at.is_some())
+            .count()
+            == 2
+    });
+    drop(run);
+    let cause = |s: &str| {
+        let i = d.incarnations.iter().find(|i| i.service == s).unwrap();
+        (i.exit_code, i.signal.clone(), i.cause.map(|c| c.as_str()))
+    };
+    assert_eq!(
+        cause("casualty"),
+        (None, Some("TERM".into()), Some("planned")),
+        "{:#?}",
+        d.incarnations
+    );
+    assert_eq!(
+        cause("survivor"),
+        (Some(3), None, Some("unplanned")),
+        "{:#?}",
+        d.incarnations
+    );
+}

@@ -195,7 +195,9 @@ impl Supervisor {
     }
 
     /// Sends `signal` to `scope` of the current incarnation. `planned` marks a
-    /// death that follows as intended (a scenario step), not a failure.
+    /// death that follows as intended (a scenario step), not a failure, if it
+    /// follows soon enough to be the signal's doing: within a few seconds of
+    /// a SIGKILL, within the service's stop grace of another fatal signal.
     pub async fn signal(
         &self,
         service: &str,
@@ -692,7 +694,10 @@ impl ServiceLoop {
         let mut ready = health_task.is_none();
         let mut consecutive = 0u32;
         let mut hung = false;
-        let mut planned = false;
+        // A planned signal excuses the death it causes, not any death after
+        // it: a service that survives a fault's TERM and crashes an hour
+        // later crashed unplanned.
+        let mut planned_until: Option<Instant> = None;
         let mut stop: Option<(oneshot::Sender<Option<StopOutcome>>, i64)> = None;
         let mut pending: VecDeque<oneshot::Sender<Vec<i32>>> = VecDeque::new();
         let mut exited = None;
@@ -752,7 +757,7 @@ impl ServiceLoop {
                 c = self.control.recv(), if control_open => match c {
                     Some(Control::Signal { signal, scope, planned: p, reply }) => {
                         if p && scope != Scope::Children && is_fatal(signal) {
-                            planned = true;
+                            planned_until = Some(Instant::now() + self.planned_window(signal));
                         }
                         pending.push_back(reply);
                         shim.send(&ShimCommand::Signal { signal, scope }).await;
@@ -804,7 +809,7 @@ impl ServiceLoop {
             Cause::Stopped
         } else if hung {
             Cause::Hung
-        } else if planned {
+        } else if planned_until.is_some_and(|until| instant_of(ts) <= until) {
             Cause::Planned
         } else {
             Cause::Unplanned
@@ -886,6 +891,18 @@ impl ServiceLoop {
         (ending, stop_reply)
     }
 
+    /// How long after a planned fatal signal a death is still its effect:
+    /// SIGKILL acts at once (a few seconds allow for a loaded host); any
+    /// other signal asks the service to go, and it has its stop grace to do
+    /// so, as on a graceful stop.
+    fn planned_window(&self, signal: i32) -> Duration {
+        if signal == libc::SIGKILL {
+            KILL_WINDOW
+        } else {
+            self.sp.config.stop.grace.0.max(KILL_WINDOW)
+        }
+    }
+
     fn ready(&self, id: i64, name: &str, started: Instant) {
         self.rec.journal.send(Record::Ready {
             incarnation: id,
@@ -911,6 +928,9 @@ fn instant_of(ts: i64) -> Instant {
     let ago = Duration::from_millis((now_ms() - ts).max(0) as u64);
     Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
+
+/// How long a death after a planned SIGKILL still counts as planned.
+const KILL_WINDOW: Duration = Duration::from_secs(3);
 
 /// Signals after which a process is expected to be gone.
 fn is_fatal(signal: i32) -> bool {
