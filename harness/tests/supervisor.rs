@@ -231,3 +231,163 @@ signal = "TERM"
         d.incarnations
     );
 }
+
+/// A program from a Debian package, or a panic naming the package.
+fn program(name: &str, package: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` not found: install the Debian package `{package}` (.ci/run does)")
+        })
+}
+
+/// `s` as a TOML string.
+fn q(s: impl AsRef<str>) -> String {
+    toml::Value::String(s.as_ref().to_string()).to_string()
+}
+
+/// nginx with its default `daemon on`: the started process forks the
+/// master and exits 0; the master writes its pid to the data dir.
+const NGINX_CONF: &str = r#"master_process on;
+worker_processes 2;
+pid nginx.pid;
+lock_file nginx.lock;
+error_log stderr notice;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / { return 200 "ok\n"; }
+    }
+}
+"#;
+
+/// Runs `config` under `soak up`; kills the daemon the journal names with
+/// SIGKILL once ready, waits for the next incarnation to be ready, stops
+/// soak with SIGINT, and returns the journal. Checks on the way that the
+/// forking parent's exit was not taken for the service's, and that nothing
+/// of soak's tree outlives it.
+fn kill_daemon_then_stop(sb: &Sandbox, pidfile: &std::path::Path) -> soak::journal::RunData {
+    let run = sb.up(&[]);
+    let d = sb.wait_for("the daemon to be ready", Duration::from_secs(30), |d| {
+        d.incarnations.iter().any(|i| i.ready_at.is_some())
+    });
+    assert_eq!(d.incarnations.len(), 1, "{:#?}", d.incarnations);
+    let first = &d.incarnations[0];
+    assert_eq!(first.ended_at, None, "the forking parent's exit ended it");
+    let daemon = first.pid.unwrap();
+    let written: i32 = std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(daemon, written, "the journal's pid is the daemon's");
+    let tree = descendants(run.pid());
+    assert!(tree.contains(&daemon), "the daemon is in soak's tree");
+    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    sb.wait_for("a new daemon, ready", Duration::from_secs(30), |d| {
+        d.incarnations.len() == 2 && d.incarnations[1].ready_at.is_some()
+    });
+    let tree: Vec<i32> = tree.into_iter().chain(descendants(run.pid())).collect();
+    run.signal(libc::SIGINT);
+    let (code, out, err) = run.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        wait_dead(&tree, Duration::from_secs(5)),
+        Vec::<i32>::new(),
+        "processes outlived soak"
+    );
+    let d = sb.journal();
+    assert_eq!(d.incarnations.len(), 2, "{:#?}", d.incarnations);
+    let (killed, stopped) = (&d.incarnations[0], &d.incarnations[1]);
+    assert_eq!(
+        (killed.signal.as_deref(), killed.cause.map(|c| c.as_str())),
+        (Some("KILL"), Some("unplanned")),
+        "{killed:#?}"
+    );
+    assert_eq!(
+        (stopped.exit_code, stopped.cause.map(|c| c.as_str())),
+        (Some(0), Some("stopped")),
+        "{stopped:#?}"
+    );
+    assert_ne!(stopped.pid, killed.pid);
+    d
+}
+
+#[test]
+fn nginx_daemonized_is_followed_by_its_pid_file_restarted_after_kill_9_and_stopped_gracefully() {
+    let nginx = program("nginx", "nginx-light");
+    let sb = Sandbox::new("");
+    let data = sb.path().join("nginx-data");
+    std::fs::write(sb.path().join("nginx.conf.in"), NGINX_CONF).unwrap();
+    let render_and_exec = r#"sed "s/@PORT@/$1/" nginx.conf.in > "$2/nginx.conf" && exec "$3" -e stderr -p "$2/" -c "$2/nginx.conf""#;
+    std::fs::write(
+        sb.config(),
+        format!(
+            r#"[harness]
+reports = "reports"
+[services.nginx]
+command = ["/bin/sh", "-c", {script}, "sh", "{{port}}", "{{data_dir}}", {nginx}]
+data_dir = {data}
+pidfile = "{{data_dir}}/nginx.pid"
+restart_delay = "100ms"
+stop = {{ signal = "QUIT", grace = "10s" }}
+[services.nginx.health]
+http = "http://127.0.0.1:{{port}}/"
+interval = "200ms"
+start_grace = "20s"
+"#,
+            script = q(render_and_exec),
+            nginx = q(nginx.to_str().unwrap()),
+            data = q(data.to_str().unwrap()),
+        ),
+    )
+    .unwrap();
+    let d = kill_daemon_then_stop(&sb, &data.join("nginx.pid"));
+    // kill -9 of the master leaves its two workers: that is nginx's doing,
+    // and counted, while the forking parent's clean exit counted nothing.
+    assert_eq!(d.incarnations[0].orphans, Some(2), "{:#?}", d.incarnations);
+    assert_eq!(d.incarnations[1].orphans, Some(0), "{:#?}", d.incarnations);
+}
+
+#[test]
+fn redis_daemonized_is_followed_by_its_pid_file_restarted_after_kill_9_and_stopped_gracefully() {
+    let server = program("redis-server", "redis-server");
+    let sb = Sandbox::new("");
+    let data = sb.path().join("redis-data");
+    std::fs::write(
+        sb.config(),
+        format!(
+            r#"[harness]
+reports = "reports"
+[services.redis]
+command = [{server}, "--port", "{{port}}", "--bind", "127.0.0.1", "--dir", "{{data_dir}}", "--save", "", "--daemonize", "yes", "--pidfile", "{{data_dir}}/redis.pid", "--logfile", "{{data_dir}}/redis.log"]
+data_dir = {data}
+pidfile = "{{data_dir}}/redis.pid"
+restart_delay = "100ms"
+[services.redis.health]
+tcp = "127.0.0.1:{{port}}"
+interval = "200ms"
+start_grace = "20s"
+"#,
+            server = q(server.to_str().unwrap()),
+            data = q(data.to_str().unwrap()),
+        ),
+    )
+    .unwrap();
+    let d = kill_daemon_then_stop(&sb, &data.join("redis.pid"));
+    assert!(
+        d.incarnations.iter().all(|i| i.orphans == Some(0)),
+        "{:#?}",
+        d.incarnations
+    );
+}

@@ -406,14 +406,58 @@ impl ServiceLoop {
     /// Starts the service from the standby shim when there is one, else
     /// from a fresh shim; a standby that died while waiting is replaced once.
     async fn start(&mut self, spec: &ShimSpec) -> Result<(ShimProcess, client::Started), String> {
+        let daemon = self.daemon();
         if let Some(standby) = self.standby.take() {
-            match standby.start(spec).await {
+            match standby.start(spec, daemon.as_ref()).await {
                 Ok(s) => return Ok(s),
                 Err(client::StartError::Failed(e)) => return Err(e),
                 Err(client::StartError::ShimLost) => {}
             }
         }
-        ShimProcess::spawn(&self.shim_exe, spec).await
+        ShimProcess::spawn_following(&self.shim_exe, spec, daemon.as_ref()).await
+    }
+
+    /// How to follow this service if it daemonizes: its `pidfile`, with the
+    /// command's placeholders expanded and a relative path taken from its
+    /// cwd, waited for as long as the service may take to be healthy.
+    fn daemon(&self) -> Option<shim::Daemon> {
+        let template = self.sp.config.pidfile.as_ref()?;
+        let vars = [
+            ("port", self.sp.port.to_string()),
+            ("data_dir", self.sp.data_dir.display().to_string()),
+            ("service", self.sp.name.clone()),
+        ];
+        let wait = self
+            .sp
+            .config
+            .health
+            .as_ref()
+            .map_or(DAEMON_WAIT, |h| h.start_grace.0);
+        Some(shim::Daemon {
+            pidfile: self.sp.cwd.join(crate::plan::expand_all(template, &vars)),
+            wait_ms: wait.as_millis() as u64,
+        })
+    }
+
+    /// For a daemonizing service, waits until the shim follows the daemon
+    /// (its pid) or says the incarnation ended without one (its exit).
+    async fn follow_daemon(&mut self, shim: &mut ShimProcess) -> Result<i32, Option<ShimReport>> {
+        loop {
+            match shim.report().await {
+                Some(ShimReport::Adopted { pid, .. }) => return Ok(pid),
+                Some(ShimReport::NotAdopted { error }) => self.rec.emit(
+                    Some(self.name()),
+                    &Event::SpawnFailed {
+                        error: error.clone(),
+                    },
+                    Severity::Bad,
+                    error,
+                ),
+                Some(r @ ShimReport::Exited { .. }) => return Err(Some(r)),
+                Some(_) => {}
+                None => return Err(None),
+            }
+        }
     }
 
     async fn run(mut self) {
@@ -616,6 +660,19 @@ impl ServiceLoop {
             }
         };
         let started = instant_of(started_ts);
+        // The journal's pid is the one a user would kill: the daemon's.
+        let mut exited = None;
+        let pid = if self.sp.config.pidfile.is_some() {
+            match self.follow_daemon(&mut shim).await {
+                Ok(daemon) => daemon,
+                Err(ended) => {
+                    exited = ended;
+                    pid
+                }
+            }
+        } else {
+            pid
+        };
         let id = self.rec.journal.new_incarnation_id();
         self.rec.journal.send(Record::Started {
             incarnation: id,
@@ -653,6 +710,7 @@ impl ServiceLoop {
 
         let (health_tx, mut health_rx) = mpsc::channel(4);
         let health_task = match (&self.sp.probe, &self.sp.config.health) {
+            _ if exited.is_some() => None,
             (Some(probe), Some(h)) => {
                 let (probe, h, body) = (probe.clone(), h.clone(), self.sp.expect_body.clone());
                 Some(tokio::spawn(async move {
@@ -700,7 +758,6 @@ impl ServiceLoop {
         let mut planned_until: Option<Instant> = None;
         let mut stop: Option<(oneshot::Sender<Option<StopOutcome>>, i64)> = None;
         let mut pending: VecDeque<oneshot::Sender<Vec<i32>>> = VecDeque::new();
-        let mut exited = None;
         let mut control_open = true;
 
         while exited.is_none() {
@@ -928,6 +985,10 @@ fn instant_of(ts: i64) -> Instant {
     let ago = Duration::from_millis((now_ms() - ts).max(0) as u64);
     Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
 }
+
+/// How long a daemonizing service without a health check has to write its
+/// pid file.
+const DAEMON_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a death after a planned SIGKILL still counts as planned.
 const KILL_WINDOW: Duration = Duration::from_secs(3);
