@@ -391,3 +391,49 @@ start_grace = "20s"
         d.incarnations
     );
 }
+
+#[test]
+fn a_program_that_cannot_run_at_the_first_start_is_journaled_once_and_not_retried() {
+    let sb = Sandbox::new(
+        r#"
+[services.typo]
+command = ["./no-such-program", "--port", "{port}"]
+restart = "always"
+restart_delay = "50ms"
+start_limit = { burst = 5, interval = "60s" }
+
+[services.not-executable]
+command = ["./plain-file"]
+restart = "always"
+restart_delay = "50ms"
+start_limit = { burst = 5, interval = "60s" }
+"#,
+    );
+    std::fs::write(sb.path().join("plain-file"), "not a program\n").unwrap();
+    let run = sb.up(&["--for", "30s"]);
+    sb.wait_for("both spawn failures", Duration::from_secs(20), |d| {
+        events(d, "spawn-failed").count() >= 2
+    });
+    // Retries, were there any, would come every 50 ms.
+    std::thread::sleep(Duration::from_secs(1));
+    drop(run);
+    let d = sb.journal();
+    let failures: Vec<_> = events(&d, "spawn-failed").collect();
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    assert_eq!(events(&d, "gave-up").count(), 0);
+    assert!(d.incarnations.is_empty(), "{:#?}", d.incarnations);
+    let error = |s: &str| {
+        failures
+            .iter()
+            .find(|e| e.service.as_deref() == Some(s))
+            .and_then(|e| e.detail["error"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(error("typo").contains("No such file"), "{}", error("typo"));
+    assert!(
+        error("not-executable").contains("Permission denied"),
+        "{}",
+        error("not-executable")
+    );
+}

@@ -9,6 +9,7 @@
 
 pub mod client;
 mod logs;
+mod preflight;
 pub mod probe;
 pub mod procfs;
 pub mod shim;
@@ -24,6 +25,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
+
+pub use preflight::preflight;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -525,6 +528,13 @@ impl ServiceLoop {
                 });
                 return;
             }
+            if ending.incarnation.is_none() && self.state.borrow().starts == 1 {
+                // The command never ran once (no such program, not
+                // executable): retrying cannot help, and retries until the
+                // start limit would bury the reason under "gave up".
+                self.park(Phase::Down).await;
+                return;
+            }
             let failed = matches!(ending.cause, Cause::Unplanned | Cause::Hung)
                 && !(ending.cause == Cause::Unplanned && ending.exit_code == Some(0));
             let restart = match cfg.restart {
@@ -648,13 +658,18 @@ impl ServiceLoop {
         ) = match self.start(&spec).await {
             Ok(s) => s,
             Err(error) => {
+                let first = self.state.borrow().starts == 1;
                 self.rec.emit(
                     Some(&name),
                     &Event::SpawnFailed {
                         error: error.clone(),
                     },
                     Severity::Bad,
-                    error.clone(),
+                    if first {
+                        format!("{error}; not retried: the first start failed, so the command cannot run as configured")
+                    } else {
+                        error.clone()
+                    },
                 );
                 return (spawn_failed(now_ms()), None);
             }
