@@ -437,3 +437,94 @@ start_limit = { burst = 5, interval = "60s" }
         error("not-executable")
     );
 }
+
+/// Listens on [::1]:argv[1] only (IPv6_V6ONLY), as a Node service whose
+/// resolver answered `localhost` with ::1 does; accepts and closes forever.
+const IPV6_ONLY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::1", int(sys.argv[1])))
+s.listen()
+while True:
+    s.accept()[0].close()
+"#;
+
+/// Answers every HTTP request 200 with a body of argv[2] bytes.
+const BIG_BODY: &str = r#"
+import http.server, sys
+size = int(sys.argv[2])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.write(b"o" * size)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[test]
+fn a_tcp_probe_of_localhost_reaches_a_service_on_ipv6_loopback_only() {
+    let sb = Sandbox::new(
+        r#"
+[services.v6]
+command = ["python3", "v6.py", "{port}"]
+restart = "never"
+[services.v6.health]
+tcp = "localhost:{port}"
+interval = "200ms"
+failures = 2
+start_grace = "10s"
+"#,
+    );
+    std::fs::write(sb.path().join("v6.py"), IPV6_ONLY).unwrap();
+    let run = sb.up(&["--for", "30s"]);
+    let d = sb.wait_for("ready or hung", Duration::from_secs(25), |d| {
+        d.incarnations.iter().any(|i| i.ready_at.is_some()) || events(d, "hung").count() > 0
+    });
+    drop(run);
+    assert_eq!(events(&d, "hung").count(), 0, "{:#?}", d.events);
+    assert!(d.incarnations[0].ready_at.is_some());
+}
+
+#[test]
+fn an_http_probe_answered_with_a_body_too_large_to_read_fails() {
+    let sb = Sandbox::new(
+        r#"
+[services.big]
+command = ["python3", "big.py", "{port}", "2000000"]
+restart = "never"
+[services.big.health]
+http = "http://127.0.0.1:{port}/"
+interval = "200ms"
+failures = 2
+start_grace = "3s"
+
+[services.small]
+command = ["python3", "big.py", "{port}", "2"]
+restart = "never"
+[services.small.health]
+http = "http://127.0.0.1:{port}/"
+interval = "200ms"
+failures = 2
+start_grace = "3s"
+"#,
+    );
+    std::fs::write(sb.path().join("big.py"), BIG_BODY).unwrap();
+    let run = sb.up(&["--for", "30s"]);
+    let d = sb.wait_for("big to be found hung", Duration::from_secs(25), |d| {
+        events(d, "hung").count() > 0
+            && d.incarnations
+                .iter()
+                .any(|i| i.service == "small" && i.ready_at.is_some())
+    });
+    drop(run);
+    let hung: Vec<_> = events(&d, "hung").collect();
+    assert_eq!(hung.len(), 1, "{hung:#?}");
+    assert_eq!(hung[0].service.as_deref(), Some("big"));
+    let reason = hung[0].detail["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("larger than"), "{reason}");
+}
