@@ -528,3 +528,87 @@ start_grace = "3s"
     let reason = hung[0].detail["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("larger than"), "{reason}");
 }
+
+/// Forks a child that sleeps and never writes the pid file, and exits 0: a
+/// daemon that cannot be followed.
+const FORKS_NO_PIDFILE: &str = r#"
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(1000)
+"#;
+
+#[test]
+fn a_daemon_that_writes_no_pid_file_is_reported_and_its_leftovers_counted() {
+    let sb = Sandbox::new(
+        r#"
+[services.forker]
+command = ["python3", "forker.py"]
+pidfile = "{data_dir}/never.pid"
+restart = "never"
+[services.forker.health]
+tcp = "127.0.0.1:{port}"
+start_grace = "1s"
+"#,
+    );
+    std::fs::write(sb.path().join("forker.py"), FORKS_NO_PIDFILE).unwrap();
+    let run = sb.up(&["--for", "30s"]);
+    let d = sb.wait_for("the incarnation to end", Duration::from_secs(20), |d| {
+        d.incarnations.iter().any(|i| i.ended_at.is_some())
+    });
+    drop(run);
+    let error = events(&d, "spawn-failed")
+        .next()
+        .and_then(|e| e.detail["error"].as_str().map(String::from))
+        .unwrap_or_default();
+    assert!(
+        error.contains("no daemon was found") && error.contains("never.pid"),
+        "{error:?}"
+    );
+    let i = &d.incarnations[0];
+    assert_eq!((i.exit_code, i.orphans), (Some(0), Some(1)), "{i:#?}");
+}
+
+/// [`FORKS_NO_PIDFILE`], whose child writes `forked` in the cwd once its
+/// parent has exited, so the test knows the shim is waiting for the pid file.
+const FORKS_AND_SAYS_SO: &str = r#"
+import os, time
+parent = os.getpid()
+if os.fork() == 0:
+    os.setsid()
+    while os.getppid() == parent:
+        time.sleep(0.01)
+    open("forked", "w").close()
+    time.sleep(1000)
+"#;
+
+#[test]
+fn soak_killed_while_waiting_for_a_pid_file_leaves_nothing_behind() {
+    let sb = Sandbox::new(
+        r#"
+[services.forker]
+command = ["python3", "forker.py"]
+pidfile = "{data_dir}/never.pid"
+[services.forker.health]
+tcp = "127.0.0.1:{port}"
+start_grace = "60s"
+"#,
+    );
+    std::fs::write(sb.path().join("forker.py"), FORKS_AND_SAYS_SO).unwrap();
+    let run = sb.up(&[]);
+    let start = std::time::Instant::now();
+    while !sb.path().join("forked").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no fork");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The shim reaps the parent at once and then waits for the pid file.
+    std::thread::sleep(Duration::from_millis(300));
+    let tree = descendants(run.pid());
+    assert!(tree.len() >= 2, "the shim and the forked child: {tree:?}");
+    drop(run);
+    assert_eq!(
+        wait_dead(&tree, Duration::from_secs(5)),
+        Vec::<i32>::new(),
+        "processes outlived soak, well before the 60 s wait ran out"
+    );
+}

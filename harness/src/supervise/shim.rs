@@ -423,11 +423,28 @@ fn adopt(d: &Daemon, me: i32, outputs: &mut [Output], log: &mut LogFile) -> Resu
                 d.wait_ms
             ));
         }
+        if soak_gone() {
+            // The main loop reads the EOF next and kills the tree.
+            return Err("soak ended while the shim waited for the daemon's pid file".into());
+        }
         for o in outputs.iter_mut() {
             pump(o, log);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// True once soak's end of the control pipe is closed. Polls without
+/// reading, so commands already sent stay for the main loop.
+fn soak_gone() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 0,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll on one live pollfd, no wait.
+    unsafe { libc::poll(&mut fd, 1, 0) };
+    fd.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn run() -> Result<(), String> {
