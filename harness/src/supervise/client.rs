@@ -3,7 +3,7 @@
 //! duplicate instance, so both get the same hygiene (own group, subreaper,
 //! dies with soak).
 
-use super::shim::{ShimCommand, ShimReport, ShimSpec};
+use super::shim::{Daemon, ShimCommand, ShimReport, ShimSpec, StartLine};
 use std::path::Path;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -61,7 +61,16 @@ impl ShimProcess {
 
     /// Starts a shim and its service. `Err` says why the service did not start.
     pub async fn spawn(exe: &Path, spec: &ShimSpec) -> Result<(ShimProcess, Started), String> {
-        match Self::prepare(exe)?.start(spec).await {
+        Self::spawn_following(exe, spec, None).await
+    }
+
+    /// [`ShimProcess::spawn`] for a service that may daemonize.
+    pub async fn spawn_following(
+        exe: &Path,
+        spec: &ShimSpec,
+        daemon: Option<&Daemon>,
+    ) -> Result<(ShimProcess, Started), String> {
+        match Self::prepare(exe)?.start(spec, daemon).await {
             Ok(s) => Ok(s),
             Err(StartError::ShimLost) => Err("the shim ended before starting the service".into()),
             Err(StartError::Failed(e)) => Err(e),
@@ -102,9 +111,17 @@ impl ShimProcess {
 
 impl Standby {
     /// Hands the shim its spec and waits until the service runs.
-    pub async fn start(self, spec: &ShimSpec) -> Result<(ShimProcess, Started), StartError> {
+    pub async fn start(
+        self,
+        spec: &ShimSpec,
+        daemon: Option<&Daemon>,
+    ) -> Result<(ShimProcess, Started), StartError> {
         let mut shim = self.0;
-        let spec_line = serde_json::to_string(spec)
+        let line = StartLine {
+            spec: spec.clone(),
+            daemon: daemon.cloned(),
+        };
+        let spec_line = serde_json::to_string(&line)
             .map_err(|e| StartError::Failed(format!("cannot encode the spec: {e}")))?;
         shim.write_line(&spec_line).await;
         match shim.report().await {

@@ -9,6 +9,7 @@
 
 pub mod client;
 mod logs;
+mod preflight;
 pub mod probe;
 pub mod procfs;
 pub mod shim;
@@ -24,6 +25,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
+
+pub use preflight::preflight;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -70,6 +73,48 @@ enum Control {
 struct Handle {
     control: mpsc::UnboundedSender<Control>,
     state: watch::Receiver<ServiceState>,
+    /// Services of this run that depend on this one: stopped before it.
+    dependents: Vec<String>,
+}
+
+/// A service another waits for before its first start.
+struct Dependency {
+    name: String,
+    state: watch::Receiver<ServiceState>,
+    /// How long it may take to be ready, counting what it waits for itself.
+    budget: Duration,
+}
+
+/// What `sp` depends on among the services of this run. A dependency left
+/// out of the run (`soak up gateway`) is the user's choice: not waited for.
+fn dependencies(plan: &Plan, sp: &ServicePlan) -> Vec<String> {
+    sp.config
+        .depends_on
+        .iter()
+        .map(|d| d.get_ref().clone())
+        .filter(|d| plan.service(d).is_some())
+        .collect()
+}
+
+/// How long `name` may take to become ready from the run's start: its own
+/// `start_grace` (none without a health check: it is ready once started)
+/// after the slowest of what it waits for. Config validation refused
+/// cycles, so the recursion ends.
+fn ready_budget(plan: &Plan, name: &str) -> Duration {
+    let Some(sp) = plan.service(name) else {
+        return Duration::ZERO;
+    };
+    let own = sp
+        .config
+        .health
+        .as_ref()
+        .map_or(Duration::ZERO, |h| h.start_grace.0);
+    let before = dependencies(plan, sp)
+        .iter()
+        .map(|d| ready_budget(plan, d))
+        .max()
+        .unwrap_or_default();
+    own + before
 }
 
 pub struct Supervisor {
@@ -86,14 +131,28 @@ pub enum SuperviseError {
 
 impl Supervisor {
     /// Starts every service of the plan. `shim_exe` is the `soak` binary,
-    /// which runs the shim as `soak __shim`.
+    /// which runs the shim as `soak __shim`. A service with `depends_on`
+    /// waits until what it depends on is ready (see [`Dependency`]).
     pub fn start(plan: &Plan, recorder: &Recorder, shim_exe: PathBuf) -> Supervisor {
+        let channels: BTreeMap<String, _> = plan
+            .services
+            .iter()
+            .map(|sp| (sp.name.clone(), watch::channel(ServiceState::default())))
+            .collect();
         let services = plan
             .services
             .iter()
             .map(|sp| {
                 let (control, rx) = mpsc::unbounded_channel();
-                let (state_tx, state) = watch::channel(ServiceState::default());
+                let (state_tx, state) = channels[&sp.name].clone();
+                let depends_on = dependencies(plan, sp)
+                    .into_iter()
+                    .map(|name| Dependency {
+                        state: channels[&name].1.clone(),
+                        budget: ready_budget(plan, &name),
+                        name,
+                    })
+                    .collect();
                 tokio::spawn(
                     ServiceLoop {
                         sp: sp.clone(),
@@ -102,10 +161,23 @@ impl Supervisor {
                         state: state_tx,
                         shim_exe: shim_exe.clone(),
                         standby: None,
+                        depends_on,
                     }
                     .run(),
                 );
-                (sp.name.clone(), Handle { control, state })
+                (
+                    sp.name.clone(),
+                    Handle {
+                        control,
+                        state,
+                        dependents: plan
+                            .services
+                            .iter()
+                            .filter(|d| dependencies(plan, d).contains(&sp.name))
+                            .map(|d| d.name.clone())
+                            .collect(),
+                    },
+                )
             })
             .collect();
         Supervisor { services }
@@ -126,7 +198,9 @@ impl Supervisor {
     }
 
     /// Sends `signal` to `scope` of the current incarnation. `planned` marks a
-    /// death that follows as intended (a scenario step), not a failure.
+    /// death that follows as intended (a scenario step), not a failure, if it
+    /// follows soon enough to be the signal's doing: within a few seconds of
+    /// a SIGKILL, within the service's stop grace of another fatal signal.
     pub async fn signal(
         &self,
         service: &str,
@@ -152,22 +226,40 @@ impl Supervisor {
         Ok(rx.await.ok().flatten())
     }
 
-    /// Stops every service, in parallel, and waits until each is stopped.
+    /// Stops every service and waits until each is stopped: in parallel,
+    /// except that a service stops only after everything that depends on it
+    /// has (the start order, reversed).
     pub async fn stop_all(&self) {
-        let mut waits = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
         for h in self.services.values() {
-            let (reply, rx) = oneshot::channel();
-            let _ = h.control.send(Control::Stop { reply });
-            waits.push(rx);
+            let dependents: Vec<_> = h
+                .dependents
+                .iter()
+                .filter_map(|d| self.services.get(d))
+                .map(|d| d.state.clone())
+                .collect();
+            let (control, mut state) = (h.control.clone(), h.state.clone());
+            tasks.spawn(async move {
+                for mut d in dependents {
+                    let _ = d.wait_for(|s| s.phase == Phase::Stopped).await;
+                }
+                let (reply, rx) = oneshot::channel();
+                let _ = control.send(Control::Stop { reply });
+                let _ = rx.await;
+                let _ = state.wait_for(|s| s.phase == Phase::Stopped).await;
+            });
         }
-        for w in waits {
-            let _ = w.await;
-        }
-        for h in self.services.values() {
-            let mut state = h.state.clone();
-            let _ = state.wait_for(|s| s.phase == Phase::Stopped).await;
-        }
+        while tasks.join_next().await.is_some() {}
     }
+}
+
+/// How waiting for dependencies ended.
+enum Waited {
+    Ready,
+    /// Asked to stop meanwhile.
+    Stop,
+    /// Why the service will not start.
+    NotReady(String),
 }
 
 /// How an incarnation ended, before the restart decision names its cause.
@@ -177,6 +269,9 @@ struct Ending {
     signal: Option<i32>,
     orphans: usize,
     cause: Cause,
+    /// When it started, as the journal has it (the shim's report of the
+    /// exec), or when the attempt was made if it never started.
+    started: Instant,
     up_for: Duration,
     ts: i64,
 }
@@ -190,6 +285,8 @@ struct ServiceLoop {
     /// The next incarnation's shim, started while this one runs so that a
     /// crash is followed by one fork+exec, not two (see `Standby`).
     standby: Option<client::Standby>,
+    /// Waited for before the first start.
+    depends_on: Vec<Dependency>,
 }
 
 impl ServiceLoop {
@@ -218,6 +315,67 @@ impl ServiceLoop {
                 },
             }
         }
+    }
+
+    /// Waits until every dependency is ready, each for its own budget plus
+    /// this service's `start_grace`, answering controls meanwhile.
+    async fn wait_for_dependencies(&mut self) -> Waited {
+        let own = self
+            .sp
+            .config
+            .health
+            .as_ref()
+            .map_or(Duration::ZERO, |h| h.start_grace.0);
+        let began = Instant::now();
+        let deps = std::mem::take(&mut self.depends_on);
+        for mut dep in deps {
+            let limit = own + dep.budget;
+            let deadline =
+                tokio::time::sleep((began + limit).saturating_duration_since(Instant::now()));
+            tokio::pin!(deadline);
+            loop {
+                let phase = dep.state.borrow_and_update().phase;
+                match phase {
+                    Phase::Ready => break,
+                    Phase::Down | Phase::GaveUp | Phase::Stopped => {
+                        return Waited::NotReady(format!(
+                            "not started: it depends on `{}`, which is down ({})",
+                            dep.name,
+                            match phase {
+                                Phase::GaveUp => "it gave up restarting",
+                                Phase::Stopped => "it was stopped",
+                                _ => "it ended or never started, and is not restarted",
+                            }
+                        ));
+                    }
+                    Phase::Starting | Phase::Waiting => {}
+                }
+                tokio::select! {
+                    _ = &mut deadline => {
+                        return Waited::NotReady(format!(
+                            "not started: it depends on `{}`, which was not healthy within {} \
+                             (this service's start_grace plus the time `{}` may take to be ready)",
+                            dep.name,
+                            crate::clock::human(limit),
+                            dep.name,
+                        ));
+                    }
+                    changed = dep.state.changed() => if changed.is_err() {
+                        return Waited::NotReady(format!(
+                            "not started: it depends on `{}`, whose supervisor ended", dep.name));
+                    },
+                    c = self.control.recv() => match c {
+                        Some(Control::Signal { reply, .. }) => drop(reply),
+                        Some(Control::Stop { reply }) => {
+                            let _ = reply.send(None);
+                            return Waited::Stop;
+                        }
+                        None => return Waited::Stop,
+                    },
+                }
+            }
+        }
+        Waited::Ready
     }
 
     /// Idles after the service is down for good, until told to stop.
@@ -251,14 +409,58 @@ impl ServiceLoop {
     /// Starts the service from the standby shim when there is one, else
     /// from a fresh shim; a standby that died while waiting is replaced once.
     async fn start(&mut self, spec: &ShimSpec) -> Result<(ShimProcess, client::Started), String> {
+        let daemon = self.daemon();
         if let Some(standby) = self.standby.take() {
-            match standby.start(spec).await {
+            match standby.start(spec, daemon.as_ref()).await {
                 Ok(s) => return Ok(s),
                 Err(client::StartError::Failed(e)) => return Err(e),
                 Err(client::StartError::ShimLost) => {}
             }
         }
-        ShimProcess::spawn(&self.shim_exe, spec).await
+        ShimProcess::spawn_following(&self.shim_exe, spec, daemon.as_ref()).await
+    }
+
+    /// How to follow this service if it daemonizes: its `pidfile`, with the
+    /// command's placeholders expanded and a relative path taken from its
+    /// cwd, waited for as long as the service may take to be healthy.
+    fn daemon(&self) -> Option<shim::Daemon> {
+        let template = self.sp.config.pidfile.as_ref()?;
+        let vars = [
+            ("port", self.sp.port.to_string()),
+            ("data_dir", self.sp.data_dir.display().to_string()),
+            ("service", self.sp.name.clone()),
+        ];
+        let wait = self
+            .sp
+            .config
+            .health
+            .as_ref()
+            .map_or(DAEMON_WAIT, |h| h.start_grace.0);
+        Some(shim::Daemon {
+            pidfile: self.sp.cwd.join(crate::plan::expand_all(template, &vars)),
+            wait_ms: wait.as_millis() as u64,
+        })
+    }
+
+    /// For a daemonizing service, waits until the shim follows the daemon
+    /// (its pid) or says the incarnation ended without one (its exit).
+    async fn follow_daemon(&mut self, shim: &mut ShimProcess) -> Result<i32, Option<ShimReport>> {
+        loop {
+            match shim.report().await {
+                Some(ShimReport::Adopted { pid, .. }) => return Ok(pid),
+                Some(ShimReport::NotAdopted { error }) => self.rec.emit(
+                    Some(self.name()),
+                    &Event::SpawnFailed {
+                        error: error.clone(),
+                    },
+                    Severity::Bad,
+                    error,
+                ),
+                Some(r @ ShimReport::Exited { .. }) => return Err(Some(r)),
+                Some(_) => {}
+                None => return Err(None),
+            }
+        }
     }
 
     async fn run(mut self) {
@@ -267,6 +469,28 @@ impl ServiceLoop {
         let mut failures_in_row: u32 = 0;
         let mut last_start: Option<Instant> = None;
         let mut delay = Duration::ZERO;
+        if !self.depends_on.is_empty() {
+            self.set_phase(Phase::Waiting);
+            match self.wait_for_dependencies().await {
+                Waited::Ready => {}
+                Waited::Stop => {
+                    self.set_phase(Phase::Stopped);
+                    return;
+                }
+                Waited::NotReady(reason) => {
+                    self.rec.emit(
+                        Some(self.name()),
+                        &Event::SpawnFailed {
+                            error: reason.clone(),
+                        },
+                        Severity::Bad,
+                        reason,
+                    );
+                    self.park(Phase::Down).await;
+                    return;
+                }
+            }
+        }
         loop {
             let throttle_left = last_start
                 .map(|t| (t + cfg.throttle.0).saturating_duration_since(Instant::now()))
@@ -280,14 +504,17 @@ impl ServiceLoop {
                     return;
                 }
             }
-            let now = Instant::now();
-            starts.push_back(now);
-            last_start = Some(now);
             self.state.send_modify(|s| {
                 s.starts += 1;
                 s.phase = Phase::Starting;
             });
             let (mut ending, stop_reply) = self.incarnation().await;
+            // Throttle and start limit count from the start the journal
+            // records, not from the decision to start: a fresh shim takes
+            // tens of milliseconds to exec, a standby almost none, and the
+            // promise "starts at least `throttle` apart" is about the starts.
+            starts.push_back(ending.started);
+            last_start = Some(ending.started);
 
             if ending.cause == Cause::Stopped {
                 self.drop_standby().await;
@@ -299,6 +526,13 @@ impl ServiceLoop {
                     s.phase = Phase::Stopped;
                     s.pid = None;
                 });
+                return;
+            }
+            if ending.incarnation.is_none() && self.state.borrow().starts == 1 {
+                // The command never ran once (no such program, not
+                // executable): retrying cannot help, and retries until the
+                // start limit would bury the reason under "gave up".
+                self.park(Phase::Down).await;
                 return;
             }
             let failed = matches!(ending.cause, Cause::Unplanned | Cause::Hung)
@@ -395,12 +629,14 @@ impl ServiceLoop {
         Option<(oneshot::Sender<Option<StopOutcome>>, StopOutcome)>,
     ) {
         let name = self.sp.name.clone();
+        let attempt = Instant::now();
         let spawn_failed = |ts| Ending {
             incarnation: None,
             exit_code: None,
             signal: None,
             orphans: 0,
             cause: Cause::Unplanned,
+            started: attempt,
             up_for: Duration::ZERO,
             ts,
         };
@@ -422,18 +658,36 @@ impl ServiceLoop {
         ) = match self.start(&spec).await {
             Ok(s) => s,
             Err(error) => {
+                let first = self.state.borrow().starts == 1;
                 self.rec.emit(
                     Some(&name),
                     &Event::SpawnFailed {
                         error: error.clone(),
                     },
                     Severity::Bad,
-                    error.clone(),
+                    if first {
+                        format!("{error}; not retried: the first start failed, so the command cannot run as configured")
+                    } else {
+                        error.clone()
+                    },
                 );
                 return (spawn_failed(now_ms()), None);
             }
         };
-        let started = Instant::now();
+        let started = instant_of(started_ts);
+        // The journal's pid is the one a user would kill: the daemon's.
+        let mut exited = None;
+        let pid = if self.sp.config.pidfile.is_some() {
+            match self.follow_daemon(&mut shim).await {
+                Ok(daemon) => daemon,
+                Err(ended) => {
+                    exited = ended;
+                    pid
+                }
+            }
+        } else {
+            pid
+        };
         let id = self.rec.journal.new_incarnation_id();
         self.rec.journal.send(Record::Started {
             incarnation: id,
@@ -471,6 +725,7 @@ impl ServiceLoop {
 
         let (health_tx, mut health_rx) = mpsc::channel(4);
         let health_task = match (&self.sp.probe, &self.sp.config.health) {
+            _ if exited.is_some() => None,
             (Some(probe), Some(h)) => {
                 let (probe, h, body) = (probe.clone(), h.clone(), self.sp.expect_body.clone());
                 Some(tokio::spawn(async move {
@@ -512,10 +767,12 @@ impl ServiceLoop {
         let mut ready = health_task.is_none();
         let mut consecutive = 0u32;
         let mut hung = false;
-        let mut planned = false;
+        // A planned signal excuses the death it causes, not any death after
+        // it: a service that survives a fault's TERM and crashes an hour
+        // later crashed unplanned.
+        let mut planned_until: Option<Instant> = None;
         let mut stop: Option<(oneshot::Sender<Option<StopOutcome>>, i64)> = None;
         let mut pending: VecDeque<oneshot::Sender<Vec<i32>>> = VecDeque::new();
-        let mut exited = None;
         let mut control_open = true;
 
         while exited.is_none() {
@@ -572,7 +829,7 @@ impl ServiceLoop {
                 c = self.control.recv(), if control_open => match c {
                     Some(Control::Signal { signal, scope, planned: p, reply }) => {
                         if p && scope != Scope::Children && is_fatal(signal) {
-                            planned = true;
+                            planned_until = Some(Instant::now() + self.planned_window(signal));
                         }
                         pending.push_back(reply);
                         shim.send(&ShimCommand::Signal { signal, scope }).await;
@@ -612,6 +869,7 @@ impl ServiceLoop {
         else {
             let mut e = spawn_failed(now_ms());
             e.incarnation = Some(id);
+            e.started = started;
             return (e, None);
         };
         let how = match (exit_code, signal) {
@@ -623,7 +881,7 @@ impl ServiceLoop {
             Cause::Stopped
         } else if hung {
             Cause::Hung
-        } else if planned {
+        } else if planned_until.is_some_and(|until| instant_of(ts) <= until) {
             Cause::Planned
         } else {
             Cause::Unplanned
@@ -686,6 +944,7 @@ impl ServiceLoop {
             signal,
             orphans: orphans.len(),
             cause,
+            started,
             up_for: started.elapsed(),
             ts,
         };
@@ -702,6 +961,18 @@ impl ServiceLoop {
             )
         });
         (ending, stop_reply)
+    }
+
+    /// How long after a planned fatal signal a death is still its effect:
+    /// SIGKILL acts at once (a few seconds allow for a loaded host); any
+    /// other signal asks the service to go, and it has its stop grace to do
+    /// so, as on a graceful stop.
+    fn planned_window(&self, signal: i32) -> Duration {
+        if signal == libc::SIGKILL {
+            KILL_WINDOW
+        } else {
+            self.sp.config.stop.grace.0.max(KILL_WINDOW)
+        }
     }
 
     fn ready(&self, id: i64, name: &str, started: Instant) {
@@ -721,6 +992,21 @@ impl ServiceLoop {
         self.set_phase(Phase::Ready);
     }
 }
+
+/// The monotonic instant of `ts` (ms since the epoch, in the past). Rounds
+/// later, never earlier, so a throttle counted from it is never short in
+/// the journal's own milliseconds.
+fn instant_of(ts: i64) -> Instant {
+    let ago = Duration::from_millis((now_ms() - ts).max(0) as u64);
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
+/// How long a daemonizing service without a health check has to write its
+/// pid file.
+const DAEMON_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a death after a planned SIGKILL still counts as planned.
+const KILL_WINDOW: Duration = Duration::from_secs(3);
 
 /// Signals after which a process is expected to be gone.
 fn is_fatal(signal: i32) -> bool {

@@ -34,12 +34,13 @@ pub async fn check(
             Ok(())
         }
         Probe::Tcp(addr) => {
-            let addr = crate::http::loopback_addr(addr, 0).map_err(|e| e.to_string())?;
-            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+            // `localhost` is both loopbacks: a service may listen on ::1 only.
+            let addrs = crate::http::loopback_addrs(addr, 0).map_err(|e| e.to_string())?;
+            tokio::time::timeout(timeout, crate::http::connect(&addrs))
                 .await
                 .map_err(|_| format!("connect timed out after {} ms", timeout.as_millis()))?
                 .map(drop)
-                .map_err(|e| format!("connect: {e}"))
+                .map_err(|e| e.to_string())
         }
         Probe::Exec(argv) => exec(argv, timeout).await,
     }

@@ -44,6 +44,25 @@ pub struct ShimSpec {
     pub port: Option<u16>,
 }
 
+/// A service that daemonizes (systemd's `Type=forking` with `PIDFile=`):
+/// when the started process exits 0, the pid written to `pidfile` within
+/// `wait_ms` becomes the main process. The daemon re-parents to the shim,
+/// a subreaper, so it is waited on, signalled and reported like any other.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Daemon {
+    pub pidfile: PathBuf,
+    pub wait_ms: u64,
+}
+
+/// The first line a shim reads: the spec, and how to follow a daemon.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StartLine {
+    #[serde(flatten)]
+    pub spec: ShimSpec,
+    #[serde(default)]
+    pub daemon: Option<Daemon>,
+}
+
 /// Which processes of an incarnation a signal goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -89,6 +108,17 @@ pub enum ShimReport {
         ts: i64,
     },
     SpawnFailed {
+        error: String,
+    },
+    /// The started process exited 0 and this daemon, from its pid file, is
+    /// now the main process.
+    Adopted {
+        pid: i32,
+        ts: i64,
+    },
+    /// The started process exited 0 but left no daemon to follow; its exit
+    /// is the incarnation's.
+    NotAdopted {
         error: String,
     },
     Signalled {
@@ -369,6 +399,54 @@ fn pump(out: &mut Output, log: &mut LogFile) {
     }
 }
 
+/// Waits, up to `wait_ms`, until the pid file names a live process of this
+/// shim's tree. A pid file left by an earlier incarnation names a process
+/// that is gone (or, reused, not ours), so it is waited past, not adopted.
+/// Output is pumped meanwhile so a chatty daemon does not block on a full pipe.
+fn adopt(d: &Daemon, me: i32, outputs: &mut [Output], log: &mut LogFile) -> Result<i32, String> {
+    let deadline = Instant::now() + Duration::from_millis(d.wait_ms);
+    let path = d.pidfile.display();
+    loop {
+        let why = match std::fs::read_to_string(&d.pidfile) {
+            Ok(text) => match text.trim().parse::<i32>() {
+                Ok(pid) if pid > 0 && procfs::descendants(me).iter().any(|p| p.pid == pid) => {
+                    return Ok(pid);
+                }
+                Ok(pid) => format!("pid {pid} in {path} is not a live process of this service"),
+                Err(_) => format!("{path} holds {:?}, not a pid", text.trim()),
+            },
+            Err(e) => format!("cannot read {path}: {e}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the service exited 0 and no daemon was found within {} ms: {why}",
+                d.wait_ms
+            ));
+        }
+        if soak_gone() {
+            // The main loop reads the EOF next and kills the tree.
+            return Err("soak ended while the shim waited for the daemon's pid file".into());
+        }
+        for o in outputs.iter_mut() {
+            pump(o, log);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True once soak's end of the control pipe is closed. Polls without
+/// reading, so commands already sent stay for the main loop.
+fn soak_gone() -> bool {
+    let mut fd = libc::pollfd {
+        fd: 0,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll on one live pollfd, no wait.
+    unsafe { libc::poll(&mut fd, 1, 0) };
+    fd.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 fn run() -> Result<(), String> {
     reset_ignored_signals();
     let mut control = Control {
@@ -385,7 +463,8 @@ fn run() -> Result<(), String> {
             return Ok(());
         }
     };
-    let spec: ShimSpec = serde_json::from_str(&spec_line).map_err(|e| format!("bad spec: {e}"))?;
+    let StartLine { spec, mut daemon } =
+        serde_json::from_str(&spec_line).map_err(|e| format!("bad spec: {e}"))?;
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(format!("cannot become a subreaper: {}", errno()));
@@ -430,7 +509,7 @@ fn run() -> Result<(), String> {
             return Ok(());
         }
     };
-    let main = child.id() as i32;
+    let mut main = child.id() as i32;
     let me = std::process::id() as i32;
     let started = now_ms();
     let _ = log.write(
@@ -521,6 +600,33 @@ fn run() -> Result<(), String> {
             control.open = false;
         }
         if let Some(status) = reap(main) {
+            // A daemonizing service's first process is done once it has
+            // forked: follow the daemon it left, not its exit.
+            if status == (Some(0), None)
+                && let Some(d) = daemon.take()
+            {
+                match adopt(&d, me, &mut outputs, &mut log) {
+                    Ok(pid) => {
+                        let ts = now_ms();
+                        let _ = log.write(
+                            Stream::Soak,
+                            ts,
+                            format!(
+                                "pid {main} exited 0; following the daemon, pid {pid} from {}\n",
+                                d.pidfile.display()
+                            )
+                            .as_bytes(),
+                        );
+                        main = pid;
+                        report(&ShimReport::Adopted { pid, ts });
+                        continue;
+                    }
+                    Err(error) => {
+                        let _ = log.write(Stream::Soak, now_ms(), format!("{error}\n").as_bytes());
+                        report(&ShimReport::NotAdopted { error });
+                    }
+                }
+            }
             main_status = Some(status);
             exited_at = Some((now_ms(), Instant::now()));
         }
