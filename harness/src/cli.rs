@@ -443,6 +443,7 @@ pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style:
     let _ = printer.await;
     let outcome = match result {
         Ok(o) => o,
+        Err(crate::run::RunError::Config(e)) => return config_error(&e),
         Err(e) => return Outcome::Harness(e.to_string()),
     };
     print_verdict(&outcome.report, style);
@@ -607,6 +608,9 @@ async fn up(
         }
         Err(e) => return Outcome::Harness(e.to_string()),
     };
+    if let Err(e) = crate::supervise::preflight(&config, &plan) {
+        return config_error(&e);
+    }
     let journal_path = run_dir.join("journal.sqlite");
     let journal = match Journal::create(&journal_path) {
         Ok(j) => j,
@@ -639,6 +643,13 @@ async fn up(
     let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(print_notes(notes_rx, style, None));
     let recorder = Recorder::new(journal.tx(), Some(notes_tx));
+    let links = match crate::link::start_all(&plan, &recorder).await {
+        Ok(l) => std::sync::Arc::new(l),
+        Err(e) => return Outcome::Harness(e.to_string()),
+    };
+    let every = config.harness.sample_every.0;
+    let link_sampler = links.sample_every(every, &recorder);
+    let lag = crate::lag::heartbeat(&recorder, every);
     let supervisor = std::sync::Arc::new(Supervisor::start(&plan, &recorder, shim));
     let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
     let sampler = tokio::spawn(crate::sample::run(
@@ -661,6 +672,16 @@ async fn up(
     supervisor.stop_all().await;
     let _ = stop_sampler.send(true);
     let _ = sampler.await;
+    // Links outlive the services that use them, as in a run.
+    if let Some(t) = link_sampler {
+        t.abort();
+        let _ = t.await;
+    }
+    if let Ok(links) = std::sync::Arc::try_unwrap(links) {
+        links.shutdown(&recorder).await;
+    }
+    lag.abort();
+    let _ = lag.await;
     recorder.journal.send(Record::RunEnded {
         ended_at: now_ms(),
         interrupted: false,

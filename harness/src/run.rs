@@ -131,6 +131,10 @@ pub struct Outcome {
 pub enum RunError {
     #[error("{0}")]
     Setup(String),
+    /// Found before anything starts (a program that does not exist): the
+    /// config is wrong, exit 2.
+    #[error("{0}")]
+    Config(crate::config::ConfigError),
 }
 
 /// Resolves when soak is asked to stop (Ctrl-C, SIGTERM).
@@ -310,6 +314,7 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     })?;
     let plan = Plan::new(&sc.config, &sc.services, &run_dir)
         .map_err(|e| RunError::Setup(e.to_string()))?;
+    crate::supervise::preflight(&sc.config, &plan).map_err(RunError::Config)?;
     let journal = Journal::create(&run_dir.join("journal.sqlite"))
         .map_err(|e| RunError::Setup(e.to_string()))?;
     journal.tx().send(Record::Run {
