@@ -516,10 +516,11 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                     sup: &sup,
                     plan: &plan,
                     links: &links,
+                    restart_after_stop: *scheduled,
                 };
                 match chaos::inject(next, step, &targets, &rec, &opts.shim_exe, consistency).await {
                     Ok(fault) => {
-                        if step.action == Action::Stop {
+                        if step.action == Action::Stop && !*scheduled {
                             stopped_by_step.push(step.target.clone());
                         }
                         // A kill or a stop leaves nothing to undo.

@@ -77,6 +77,9 @@ pub struct Targets<'a> {
     pub sup: &'a Arc<Supervisor>,
     pub plan: &'a Plan,
     pub links: &'a Links,
+    /// A `stop` starts the service again afterwards (a soak's scheduled
+    /// stop is `systemctl restart`, not the end of the service).
+    pub restart_after_stop: bool,
 }
 
 /// Injects `step` (number `index` of its scenario) into the running
@@ -208,8 +211,14 @@ pub async fn inject(
             let s = &sp.config.stop;
             let (sup, rec, target) = (sup.clone(), rec.clone(), step.target.clone());
             let grace_ms = s.grace.ms();
+            let then_start = to.restart_after_stop;
             tokio::spawn(async move {
-                let outcome = sup.stop(&target).await.ok().flatten();
+                let outcome = if then_start {
+                    sup.restart(&target).await
+                } else {
+                    sup.stop(&target).await
+                };
+                let outcome = outcome.ok().flatten();
                 let (detail, sev, text) = match outcome {
                     Some(o) => (
                         json!({"step": index, "took_ms": o.took.as_millis() as u64, "exit_code": o.exit_code,

@@ -67,7 +67,17 @@ enum Control {
     },
     Stop {
         reply: oneshot::Sender<Option<StopOutcome>>,
+        /// Start it again once stopped (`systemctl restart`), instead of
+        /// leaving it down.
+        then_start: bool,
     },
+}
+
+/// The answer to a stop, sent once the incarnation is over.
+struct StopReply {
+    reply: oneshot::Sender<Option<StopOutcome>>,
+    outcome: StopOutcome,
+    then_start: bool,
 }
 
 struct Handle {
@@ -222,7 +232,23 @@ impl Supervisor {
     /// Gracefully stops one service (stop signal, grace, kill) and keeps it down.
     pub async fn stop(&self, service: &str) -> Result<Option<StopOutcome>, SuperviseError> {
         let (reply, rx) = oneshot::channel();
-        let _ = self.handle(service)?.control.send(Control::Stop { reply });
+        let _ = self.handle(service)?.control.send(Control::Stop {
+            reply,
+            then_start: false,
+        });
+        Ok(rx.await.ok().flatten())
+    }
+
+    /// Stops the service gracefully, as [`Supervisor::stop`] does and with
+    /// the same outcome, then starts it again at once (throttle permitting),
+    /// like `systemctl restart`: a soak's scheduled stop must not leave the
+    /// service down for the rest of the run.
+    pub async fn restart(&self, service: &str) -> Result<Option<StopOutcome>, SuperviseError> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.handle(service)?.control.send(Control::Stop {
+            reply,
+            then_start: true,
+        });
         Ok(rx.await.ok().flatten())
     }
 
@@ -244,7 +270,10 @@ impl Supervisor {
                     let _ = d.wait_for(|s| s.phase == Phase::Stopped).await;
                 }
                 let (reply, rx) = oneshot::channel();
-                let _ = control.send(Control::Stop { reply });
+                let _ = control.send(Control::Stop {
+                    reply,
+                    then_start: false,
+                });
                 let _ = rx.await;
                 let _ = state.wait_for(|s| s.phase == Phase::Stopped).await;
             });
@@ -307,7 +336,7 @@ impl ServiceLoop {
                 _ = &mut sleep => return true,
                 c = self.control.recv() => match c {
                     Some(Control::Signal { reply, .. }) => drop(reply),
-                    Some(Control::Stop { reply }) => {
+                    Some(Control::Stop { reply, .. }) => {
                         let _ = reply.send(None);
                         return false;
                     }
@@ -366,7 +395,7 @@ impl ServiceLoop {
                     },
                     c = self.control.recv() => match c {
                         Some(Control::Signal { reply, .. }) => drop(reply),
-                        Some(Control::Stop { reply }) => {
+                        Some(Control::Stop { reply, .. }) => {
                             let _ = reply.send(None);
                             return Waited::Stop;
                         }
@@ -388,7 +417,7 @@ impl ServiceLoop {
         while let Some(c) = self.control.recv().await {
             match c {
                 Control::Signal { reply, .. } => drop(reply),
-                Control::Stop { reply } => {
+                Control::Stop { reply, .. } => {
                     let _ = reply.send(None);
                     break;
                 }
@@ -517,10 +546,17 @@ impl ServiceLoop {
             last_start = Some(ending.started);
 
             if ending.cause == Cause::Stopped {
-                self.drop_standby().await;
+                let then_start = stop_reply.as_ref().is_some_and(|r| r.then_start);
+                if !then_start {
+                    self.drop_standby().await;
+                }
                 self.end(&ending);
-                if let Some((reply, outcome)) = stop_reply {
-                    let _ = reply.send(Some(outcome));
+                if let Some(r) = stop_reply {
+                    let _ = r.reply.send(Some(r.outcome));
+                }
+                if then_start {
+                    delay = Duration::ZERO;
+                    continue;
                 }
                 self.state.send_modify(|s| {
                     s.phase = Phase::Stopped;
@@ -622,12 +658,7 @@ impl ServiceLoop {
 
     /// Runs one incarnation from spawn to reaped. Returns how it ended and,
     /// if a stop was asked for, whom to tell how the stop went.
-    async fn incarnation(
-        &mut self,
-    ) -> (
-        Ending,
-        Option<(oneshot::Sender<Option<StopOutcome>>, StopOutcome)>,
-    ) {
+    async fn incarnation(&mut self) -> (Ending, Option<StopReply>) {
         let name = self.sp.name.clone();
         let attempt = Instant::now();
         let spawn_failed = |ts| Ending {
@@ -771,7 +802,7 @@ impl ServiceLoop {
         // it: a service that survives a fault's TERM and crashes an hour
         // later crashed unplanned.
         let mut planned_until: Option<Instant> = None;
-        let mut stop: Option<(oneshot::Sender<Option<StopOutcome>>, i64)> = None;
+        let mut stop: Option<(oneshot::Sender<Option<StopOutcome>>, i64, bool)> = None;
         let mut pending: VecDeque<oneshot::Sender<Vec<i32>>> = VecDeque::new();
         let mut control_open = true;
 
@@ -834,12 +865,12 @@ impl ServiceLoop {
                         pending.push_back(reply);
                         shim.send(&ShimCommand::Signal { signal, scope }).await;
                     }
-                    Some(Control::Stop { reply }) => {
+                    Some(Control::Stop { reply, then_start }) => {
                         let s = &self.sp.config.stop;
                         self.rec.emit(Some(&name), &Event::Stopping { signal: signal_name(s.signal.0), grace_ms: s.grace.ms() },
                             Severity::Info, format!("stopping: SIG{} then {} grace", signal_name(s.signal.0), crate::clock::human(s.grace.0)));
                         shim.send(&ShimCommand::Stop { signal: s.signal.0, grace_ms: s.grace.ms() }).await;
-                        stop = Some((reply, now_ms()));
+                        stop = Some((reply, now_ms(), then_start));
                     }
                     None => {
                         control_open = false;
@@ -948,17 +979,18 @@ impl ServiceLoop {
             up_for: started.elapsed(),
             ts,
         };
-        let stop_reply = stop.map(|(reply, asked)| {
+        let stop_reply = stop.map(|(reply, asked, then_start)| {
             let took = Duration::from_millis((ts - asked).max(0) as u64);
-            (
+            StopReply {
                 reply,
-                StopOutcome {
+                outcome: StopOutcome {
                     exit_code,
                     signal,
                     took,
                     killed_after_grace,
                 },
-            )
+                then_start,
+            }
         });
         (ending, stop_reply)
     }
