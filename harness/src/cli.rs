@@ -854,7 +854,10 @@ struct MetricsServer {
 impl MetricsServer {
     /// Binds `--metrics`, else `[harness] metrics`; None when neither is
     /// given. A bad or busy address is a usage error naming it.
-    async fn start(flag: Option<String>, config: &Config) -> Result<Option<MetricsServer>, Outcome> {
+    async fn start(
+        flag: Option<String>,
+        config: &Config,
+    ) -> Result<Option<MetricsServer>, Outcome> {
         let Some(addr) = flag.or_else(|| config.harness.metrics.map(|a| a.0.to_string())) else {
             return Ok(None);
         };

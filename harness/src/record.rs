@@ -155,7 +155,10 @@ impl Recorder {
         severity: Severity,
         text: impl Into<String>,
     ) {
-        let typed = self.notes.as_ref().map(|_| Event::parse(kind, detail.clone()).0);
+        let typed = self
+            .notes
+            .as_ref()
+            .map(|_| Event::parse(kind, detail.clone()).0);
         self.journal.tx.event(service, kind, detail);
         if let Some(event) = typed {
             send_note(&self.notes, service, event, Some(text.into()), severity);

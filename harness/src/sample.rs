@@ -285,7 +285,9 @@ fn journal_scrape(
                     cap,
                 },
                 Severity::Warn,
-                format!("metrics: `{selector}` matches more than {cap} series; kept the first {cap}"),
+                format!(
+                    "metrics: `{selector}` matches more than {cap} series; kept the first {cap}"
+                ),
             );
         }
     }
@@ -341,11 +343,9 @@ pub async fn run(
                 Ok(s) => s.borrow().clone(),
                 Err(_) => continue,
             };
-            if let (Some(incarnation), Some(scraper), Phase::Ready) = (
-                state.incarnation,
-                scrapers.get_mut(&sp.name),
-                state.phase,
-            ) {
+            if let (Some(incarnation), Some(scraper), Phase::Ready) =
+                (state.incarnation, scrapers.get_mut(&sp.name), state.phase)
+            {
                 scraper.tick(ts, incarnation, &rec);
             }
             if let (Some(pid), Some(incarnation)) = (state.pid, state.incarnation)
@@ -403,6 +403,48 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrape_events_mark_changes_and_once_per_incarnation() {
+        use crate::metrics::{ScrapeError, Scraped};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let journal = crate::journal::Journal::create(&path).unwrap();
+        let rec = Recorder::new(journal.tx(), None);
+        let state = Mutex::new(ScrapeState::default());
+        let down = || {
+            Err(ScrapeError::Status {
+                url: "u".into(),
+                status: 500,
+            })
+        };
+        let good = || {
+            Ok(Scraped {
+                series: vec![("q".into(), 1.0)],
+                capped: vec!["wide".into()],
+                missing: vec!["gone".into()],
+            })
+        };
+        for (ts, inc, got) in [
+            (1, 1, down()),
+            (2, 1, down()),
+            (3, 1, good()),
+            (4, 1, good()),
+            (5, 2, good()),
+        ] {
+            journal_scrape(&rec, "api", "u", ts, inc, got, &state);
+        }
+        drop(rec);
+        journal.close();
+        let data = crate::journal::read(&path).unwrap();
+        let count = |kind: &str| data.events.iter().filter(|e| e.kind == kind).count();
+        assert_eq!(count("metrics-scrape-failed"), 1);
+        assert_eq!(count("metrics-scrape-recovered"), 1);
+        assert_eq!(count("metrics-capped"), 2, "once for each incarnation");
+        assert_eq!(count("metrics-missing"), 2, "once for each incarnation");
+        let rows: Vec<(i64, i64)> = data.metrics.iter().map(|m| (m.ts, m.incarnation)).collect();
+        assert_eq!(rows, [(3, 1), (4, 1), (5, 2)]);
+    }
 
     #[test]
     fn stat_fields_are_read_by_position() {

@@ -612,19 +612,31 @@ mod tests {
             None
         );
         assert_eq!(
-            value(&t, r#"soak_workload_requests_total{outcome="ok",workload="items"}"#),
+            value(
+                &t,
+                r#"soak_workload_requests_total{outcome="ok",workload="items"}"#
+            ),
             Some(5.0)
         );
         assert_eq!(
-            value(&t, r#"soak_workload_requests_total{outcome="error",workload="items"}"#),
+            value(
+                &t,
+                r#"soak_workload_requests_total{outcome="error",workload="items"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
-            value(&t, r#"soak_workload_request_duration_seconds_count{workload="items"}"#),
+            value(
+                &t,
+                r#"soak_workload_request_duration_seconds_count{workload="items"}"#
+            ),
             Some(6.0)
         );
         assert_eq!(
-            value(&t, r#"soak_workload_request_duration_seconds_bucket{le="0.002",workload="items"}"#),
+            value(
+                &t,
+                r#"soak_workload_request_duration_seconds_bucket{le="0.002",workload="items"}"#
+            ),
             Some(5.0)
         );
     }
