@@ -235,7 +235,36 @@ fn prometheus_scrapes_soak_chaos_and_reads_the_restart_it_caused() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
+    // The live page, as curl or promtool gets it, passes promtool's lint.
+    let page = runtime().block_on(soak::http::request(
+        "GET",
+        &format!("http://{addr}/metrics"),
+        &[],
+        None,
+        Duration::from_secs(5),
+    ));
     let out = wait_with_deadline(soak, Duration::from_secs(120));
+    let page = page.unwrap_or_else(|e| panic!("soak's /metrics: {e}\n{}", text(&out)));
+    assert!(page.body.contains("soak_restarts_total"), "{}", page.body);
+    if have("promtool", "the Debian package prometheus") {
+        let mut lint = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool runs");
+        std::io::Write::write_all(lint.stdin.as_mut().unwrap(), page.body.as_bytes()).unwrap();
+        drop(lint.stdin.take());
+        let said = lint.wait_with_output().unwrap();
+        assert!(
+            said.status.success(),
+            "promtool: {}{}\n{}",
+            String::from_utf8_lossy(&said.stdout),
+            String::from_utf8_lossy(&said.stderr),
+            page.body
+        );
+    }
     let series = seen.unwrap_or_else(|| {
         panic!(
             "Prometheus never saw soak_restarts_total; its log:\n{}\nsoak:\n{}",
