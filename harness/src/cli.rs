@@ -475,14 +475,16 @@ pub async fn chaos(
     };
     let result = crate::run::run(&sc, options).await;
     let _ = printer.await;
+    if let Some(m) = exposed {
+        if let Ok(o) = &result {
+            m.assertions(&o.report);
+        }
+        m.stop();
+    }
     let outcome = match result {
         Ok(o) => o,
         Err(e) => return Outcome::Harness(e.to_string()),
     };
-    if let Some(m) = exposed {
-        m.assertions(&outcome.report);
-        m.stop();
-    }
     print_verdict(&outcome.report, style);
     println!("report: {}", outcome.run_dir.join("report.html").display());
     if let Some(why) = outcome.inconclusive {
