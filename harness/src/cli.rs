@@ -476,10 +476,8 @@ pub async fn chaos(
     let result = crate::run::run(&sc, options).await;
     let _ = printer.await;
     if let Some(m) = exposed {
-        if let Ok(o) = &result {
-            m.assertions(&o.report);
-        }
-        m.stop();
+        m.finish(result.as_ref().ok().map(|o| &o.report), style)
+            .await;
     }
     let outcome = match result {
         Ok(o) => o,
@@ -846,6 +844,10 @@ fn latency_buckets(histogram: &serde_json::Value) -> Vec<(f64, u64)> {
         .collect()
 }
 
+/// How long a judged run keeps its page up for a scraper to read the
+/// verdicts: two of the fleet's 15 s scrape intervals.
+const LINGER: Duration = Duration::from_secs(30);
+
 /// soak's `/metrics` while a command runs: the page, its server, and the
 /// task that measures how late soak's own timers fire.
 struct MetricsServer {
@@ -876,7 +878,27 @@ impl MetricsServer {
         }))
     }
 
-    /// Each assertion's verdict, once judged.
+    /// Sets each assertion's verdict and, when a scraper has been reading
+    /// the page, serves it until that scraper came once more (at most
+    /// [`LINGER`]), so the verdicts reach Prometheus; then closes it.
+    async fn finish(self, report: Option<&crate::report::Report>, style: Style) {
+        let mut scrapes = self.exposition.scrapes();
+        if let Some(report) = report {
+            self.assertions(report);
+            if *scrapes.borrow_and_update() > 0 {
+                println!(
+                    "{}",
+                    style.dim(&format!(
+                        "metrics: waiting for one more scrape (at most {})",
+                        crate::clock::human(LINGER)
+                    ))
+                );
+                let _ = tokio::time::timeout(LINGER, scrapes.changed()).await;
+            }
+        }
+        self.stop();
+    }
+
     fn assertions(&self, report: &crate::report::Report) {
         for a in &report.assertions {
             let state = match a.verdict {

@@ -279,6 +279,16 @@ fn prometheus_scrapes_soak_chaos_and_reads_the_restart_it_caused() {
     assert_eq!(labels["job"], "soak", "{labels}");
     assert_eq!(*value, 1.0);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The verdicts, set when the run was judged, reached Prometheus before
+    // soak closed its page: it waits for one more scrape.
+    let passed = runtime()
+        .block_on(prometheus.query(
+            r#"last_over_time(soak_assertion_state{assertion="healthy_within",state="pass"}[5m])"#,
+        ))
+        .unwrap_or_default();
+    assert_eq!(passed.len(), 1, "{passed:?}\n{}", text(&out));
+    assert_eq!(passed[0].1, 1.0, "{passed:?}");
+    assert_eq!(passed[0].0["service"], "gateway", "{passed:?}");
 }
 
 #[test]

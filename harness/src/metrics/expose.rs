@@ -113,6 +113,8 @@ pub struct Exposition {
     assertions: Family<AssertionLabels, Gauge>,
     self_rss: Gauge,
     self_lag: GaugeF,
+    /// Pages served, so soak can wait for a scraper to read its verdicts.
+    scrapes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Exposition {
@@ -240,7 +242,14 @@ impl Exposition {
             assertions,
             self_rss,
             self_lag,
+            scrapes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Counts the pages served at `/metrics`: watch it to know that a
+    /// scraper read what was set before.
+    pub fn scrapes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.scrapes.subscribe()
     }
 
     fn svc(service: &str) -> ServiceLabel {
@@ -535,7 +544,7 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Resu
             k.trim().eq_ignore_ascii_case("accept") && v.contains("application/openmetrics-text")
         })
     });
-    match (method, path) {
+    let served = match (method, path) {
         ("GET", "/metrics") if openmetrics => {
             respond(&mut stream, "200 OK", CONTENT_TYPE, &exposition.encode()).await
         }
@@ -561,7 +570,11 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Resu
             )
             .await
         }
+    };
+    if served.is_ok() && method == "GET" && path == "/metrics" {
+        exposition.scrapes.send_modify(|n| *n += 1);
     }
+    served
 }
 
 async fn respond(
