@@ -5,6 +5,7 @@ use crate::clock::{human, now_ms, rfc3339_ms};
 use crate::config::scenario::{self, Scenario};
 use crate::config::{Config, ConfigError, units::parse_duration};
 use crate::journal::{self, Event, Journal, Record};
+use crate::metrics::{AssertionState, Exposition};
 use crate::plan::Plan;
 use crate::record::{Note, Recorder, Severity};
 use crate::supervise::Supervisor;
@@ -79,6 +80,10 @@ enum Command {
         /// the run goes on.
         #[arg(long, value_parser = parse_for, default_value = "5m")]
         report_every: Duration,
+        /// Serve soak's own figures at /metrics on this address, e.g.
+        /// 127.0.0.1:9464 (overrides the config's `[harness] metrics`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Judge one series with the trend detector: a CSV of time,value (time in
     /// ms since the epoch, or seconds), or a journal and a service.
@@ -120,6 +125,10 @@ enum Command {
         /// List the scenarios with their descriptions.
         #[arg(long)]
         list: bool,
+        /// Serve soak's own figures at /metrics on this address, e.g.
+        /// 127.0.0.1:9464 (overrides the config's `[harness] metrics`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Run services under soak's supervisor until Ctrl-C, SIGTERM or --for.
     Up {
@@ -129,6 +138,10 @@ enum Command {
         /// Stop after this long, e.g. "30s", "2h".
         #[arg(long = "for", value_parser = parse_for)]
         run_for: Option<Duration>,
+        /// Serve soak's own figures at /metrics on this address, e.g.
+        /// 127.0.0.1:9464 (overrides the config's `[harness] metrics`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
         /// Services to run; default: all.
         services: Vec<String>,
     },
@@ -239,6 +252,7 @@ pub fn main() -> std::process::ExitCode {
             seconds,
             seed,
             report_every,
+            metrics,
         } => {
             let secs = hours
                 .map(|h| h * 3600.0)
@@ -262,6 +276,7 @@ pub fn main() -> std::process::ExitCode {
                         seed,
                         refresh_report: Some(report_every),
                     },
+                    metrics,
                     cli.reports,
                     style,
                 )),
@@ -269,14 +284,22 @@ pub fn main() -> std::process::ExitCode {
         }
         Command::Chaos {
             scenario: Some(name),
+            metrics,
             ..
-        } => with_runtime(chaos(&name, RunKnobs::default(), cli.reports, style)),
+        } => with_runtime(chaos(
+            &name,
+            RunKnobs::default(),
+            metrics,
+            cli.reports,
+            style,
+        )),
         Command::Chaos { scenario: None, .. } => Outcome::Usage,
         Command::Up {
             config,
             run_for,
+            metrics,
             services,
-        } => with_runtime(up(config, run_for, services, cli.reports, style)),
+        } => with_runtime(up(config, run_for, services, metrics, cli.reports, style)),
     };
     if let Outcome::Harness(msg) = &outcome {
         eprintln!("soak: {msg}");
@@ -411,7 +434,13 @@ pub struct RunKnobs {
 }
 
 /// Runs a scenario, prints the verdict table and the report's path.
-pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style: Style) -> Outcome {
+pub async fn chaos(
+    name: &str,
+    knobs: RunKnobs,
+    metrics: Option<String>,
+    reports: Option<PathBuf>,
+    style: Style,
+) -> Outcome {
     let mut sc = match Scenario::find(name).and_then(|p| Scenario::load(&p)) {
         Ok(s) => s,
         Err(e) => return config_error(&e),
@@ -419,6 +448,10 @@ pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style:
     sc.config.harness.reports = Some(reports_dir(reports, &sc.config));
     let shim = match shim_exe() {
         Ok(p) => p,
+        Err(o) => return o,
+    };
+    let exposed = match MetricsServer::start(metrics, &sc.config).await {
+        Ok(m) => m,
         Err(o) => return o,
     };
     println!(
@@ -431,6 +464,7 @@ pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style:
         notes_rx,
         style,
         knobs.refresh_report.map(|_| total),
+        exposed.as_ref().map(|m| m.exposition.clone()),
     ));
     let options = crate::run::Options {
         shim_exe: shim,
@@ -441,6 +475,10 @@ pub async fn chaos(name: &str, knobs: RunKnobs, reports: Option<PathBuf>, style:
     };
     let result = crate::run::run(&sc, options).await;
     let _ = printer.await;
+    if let Some(m) = exposed {
+        m.finish(result.as_ref().ok().map(|o| &o.report), style)
+            .await;
+    }
     let outcome = match result {
         Ok(o) => o,
         Err(crate::run::RunError::Config(e)) => return config_error(&e),
@@ -585,6 +623,7 @@ async fn up(
     config: Option<PathBuf>,
     run_for: Option<Duration>,
     services: Vec<String>,
+    metrics: Option<String>,
     reports: Option<PathBuf>,
     style: Style,
 ) -> Outcome {
@@ -594,6 +633,10 @@ async fn up(
     };
     let shim = match shim_exe() {
         Ok(p) => p,
+        Err(o) => return o,
+    };
+    let exposed = match MetricsServer::start(metrics, &config).await {
+        Ok(m) => m,
         Err(o) => return o,
     };
     let run_dir = match crate::rundir::create(&reports_dir(reports, &config), "up") {
@@ -641,7 +684,12 @@ async fn up(
     );
 
     let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
-    let printer = tokio::spawn(print_notes(notes_rx, style, None));
+    let printer = tokio::spawn(print_notes(
+        notes_rx,
+        style,
+        None,
+        exposed.as_ref().map(|m| m.exposition.clone()),
+    ));
     let recorder = Recorder::new(journal.tx(), Some(notes_tx));
     let links = match crate::link::start_all(&plan, &recorder).await {
         Ok(l) => std::sync::Arc::new(l),
@@ -689,6 +737,9 @@ async fn up(
     drop(recorder);
     let _ = printer.await;
     journal.close();
+    if let Some(m) = exposed {
+        m.stop();
+    }
 
     match journal::read(&journal_path) {
         Ok(data) => {
@@ -720,18 +771,25 @@ async fn wait_for_end(run_for: Option<Duration>) -> &'static str {
 /// Prints events as lines. For a long run (`total` set) it also shows
 /// progress: a bar redrawn in place on a terminal, a plain line every
 /// minute otherwise.
+/// With `exposition`, every note also updates soak's `/metrics`: this is
+/// the one place the page is fed from.
 async fn print_notes(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Note>,
     style: Style,
     total: Option<Duration>,
+    exposition: Option<std::sync::Arc<Exposition>>,
 ) {
     let started = std::time::Instant::now();
     let mut last_plain = started;
     let mut bar_shown = false;
     while let Some(n) = rx.recv().await {
+        if let Some(e) = &exposition {
+            feed(e, &n);
+        }
+        let Some(text) = &n.text else { continue };
         if n.kind == "progress" {
             let Some(total) = total else { continue };
-            let line = progress_line(started.elapsed(), total, &n.text);
+            let line = progress_line(started.elapsed(), total, text);
             if style.colour {
                 print!("\r\x1b[2K{}", style.dim(&line));
                 let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -752,11 +810,149 @@ async fn print_notes(
             "{} {:<12} {}",
             style.dim(time),
             style.bold(service),
-            style.severity(n.severity, &n.text)
+            style.severity(n.severity, text)
         );
     }
     if bar_shown {
         println!();
+    }
+}
+
+/// Updates soak's `/metrics` with one fact.
+fn feed(e: &Exposition, n: &Note) {
+    if let Some(f) = &n.figures {
+        match &n.service {
+            Some(s) => e.sample(s, f.rss_bytes, f.fds, f.threads, f.cpu_seconds),
+            None => e.soak_rss(f.rss_bytes),
+        }
+        return;
+    }
+    let (Some(event), Some(service)) = (&n.event, n.service.as_deref()) else {
+        return;
+    };
+    match event {
+        Event::Started { .. } => e.service_started(service),
+        Event::Exited { cause, .. } => e.incarnation_ended(service, cause.as_str()),
+        // A kill or a stop is over when it is injected: nothing is held,
+        // so nothing is "active"; its trace is the incarnation's end.
+        Event::FaultInjected { action, .. } if !matches!(action.as_str(), "kill" | "stop") => {
+            e.fault_active(service, action, true)
+        }
+        Event::FaultRolledBack { action, .. } => e.fault_active(service, action, false),
+        Event::Load {
+            workload,
+            ok,
+            failed,
+            histogram,
+            ..
+        } => e.load_interval(workload, *ok, *failed, &latency_buckets(histogram)),
+        _ => {}
+    }
+}
+
+/// The (upper edge in seconds, count) pairs of a journaled load histogram
+/// (`workload::LatencyHistogram::to_json`: bucket `b` ends at 0.05 ms ×
+/// 1.1^b). The upper edge, as its quantiles report, errs on the slow side.
+fn latency_buckets(histogram: &serde_json::Value) -> Vec<(f64, u64)> {
+    histogram["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| {
+            let (b, c) = (pair[0].as_u64()?, pair[1].as_u64()?);
+            Some((0.05e-3 * 1.1f64.powi(b.min(1000) as i32), c))
+        })
+        .collect()
+}
+
+/// How long a judged run keeps its page up for a scraper to read the
+/// verdicts: two of the fleet's 15 s scrape intervals.
+const LINGER: Duration = Duration::from_secs(30);
+
+/// soak's `/metrics` while a command runs: the page, its server, and the
+/// task that measures how late soak's own timers fire.
+struct MetricsServer {
+    exposition: std::sync::Arc<Exposition>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl MetricsServer {
+    /// Binds `--metrics`, else `[harness] metrics`; None when neither is
+    /// given. A bad or busy address is a usage error naming it.
+    async fn start(
+        flag: Option<String>,
+        config: &Config,
+    ) -> Result<Option<MetricsServer>, Outcome> {
+        let Some(addr) = flag.or_else(|| config.harness.metrics.map(|a| a.0.to_string())) else {
+            return Ok(None);
+        };
+        let listener = crate::metrics::bind(&addr).await.map_err(|e| {
+            eprintln!("error: {e}");
+            Outcome::Usage
+        })?;
+        let exposition = std::sync::Arc::new(Exposition::new());
+        let server = tokio::spawn(crate::metrics::serve(listener, exposition.clone()));
+        let lag = tokio::spawn(measure_lag(exposition.clone()));
+        Ok(Some(MetricsServer {
+            exposition,
+            tasks: [server, lag],
+        }))
+    }
+
+    /// Sets each assertion's verdict and, when a scraper has been reading
+    /// the page, serves it until that scraper came once more (at most
+    /// [`LINGER`]), so the verdicts reach Prometheus; then closes it.
+    async fn finish(self, report: Option<&crate::report::Report>, style: Style) {
+        let mut scrapes = self.exposition.scrapes();
+        if let Some(report) = report {
+            self.assertions(report);
+            if *scrapes.borrow_and_update() > 0 {
+                println!(
+                    "{}",
+                    style.dim(&format!(
+                        "metrics: waiting for one more scrape (at most {})",
+                        crate::clock::human(LINGER)
+                    ))
+                );
+                let _ = tokio::time::timeout(LINGER, scrapes.changed()).await;
+            }
+        }
+        self.stop();
+    }
+
+    fn assertions(&self, report: &crate::report::Report) {
+        for a in &report.assertions {
+            let state = match a.verdict {
+                Verdict::Pass => AssertionState::Pass,
+                Verdict::Fail => AssertionState::Fail,
+                Verdict::Unknown => AssertionState::Unknown,
+            };
+            self.exposition
+                .assertion(&a.name, a.service.as_deref().unwrap_or(""), state);
+        }
+    }
+
+    fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// How late a 500 ms timer fires, the worst of the last 5 s: soak runs on
+/// one thread, so anything that holds it (a slow journal read, a starved
+/// host) delays every timer, and this one shows by how much.
+async fn measure_lag(e: std::sync::Arc<Exposition>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recent = std::collections::VecDeque::with_capacity(10);
+    loop {
+        let due = tick.tick().await;
+        if recent.len() == 10 {
+            recent.pop_front();
+        }
+        recent.push_back(tokio::time::Instant::now().saturating_duration_since(due));
+        e.soak_lag(recent.iter().max().copied().unwrap_or_default());
     }
 }
 

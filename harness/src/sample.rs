@@ -6,16 +6,22 @@
 //! It reads only the processes it watches: the tree is walked through
 //! /proc/PID/task/TID/children from each main process, never by scanning
 //! all of /proc, so a tick costs the same on a busy host as on an idle one.
+//!
+//! A service with `[services.NAME.metrics]` is also scraped every tick (see
+//! [`Scraper`]), in a task of its own: a hanging endpoint costs a timeout
+//! there, never a late sample here.
 
-use crate::journal::Record;
-use crate::plan::Plan;
-use crate::record::Recorder;
-use crate::supervise::Supervisor;
-use std::collections::BTreeMap;
+use crate::journal::{Event, Record};
+use crate::metrics::Keep;
+use crate::plan::{Plan, ServicePlan};
+use crate::record::{Recorder, Severity};
+use crate::supervise::{Phase, Supervisor};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Figures {
@@ -148,6 +154,158 @@ impl LogMeter {
     }
 }
 
+/// Scrapes one service's own `/metrics` and journals the kept series.
+struct Scraper {
+    service: String,
+    url: String,
+    keep: Keep,
+    timeout: Duration,
+    state: Arc<Mutex<ScrapeState>>,
+    /// The scrape in flight, if any; a tick never starts a second one.
+    running: Option<JoinHandle<()>>,
+}
+
+/// What has been said already, so events mark changes, not every tick.
+#[derive(Default)]
+struct ScrapeState {
+    failing: bool,
+    /// (incarnation, selector) already journaled as capped or missing.
+    capped: HashSet<(i64, String)>,
+    missing: HashSet<(i64, String)>,
+}
+
+impl Scraper {
+    /// The scraper of `sp`, if it has metrics. The url expands like the
+    /// service's other templates; the selectors were checked when the config
+    /// was read. Never longer than a tick: the next one is due by then.
+    fn new(sp: &ServicePlan, plan: &Plan, every: Duration) -> Option<Scraper> {
+        let m = sp.config.metrics.as_ref()?;
+        let mut vars = vec![
+            ("port", sp.port.to_string()),
+            ("data_dir", sp.data_dir.display().to_string()),
+            ("service", sp.name.clone()),
+        ];
+        let others: Vec<(String, String)> = plan
+            .services
+            .iter()
+            .map(|o| (format!("port.{}", o.name), o.port.to_string()))
+            .collect();
+        vars.extend(others.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        Some(Scraper {
+            service: sp.name.clone(),
+            url: crate::plan::expand_all(m.url.get_ref(), &vars),
+            keep: Keep::parse(&m.keep, crate::metrics::scrape::DEFAULT_SERIES_CAP).ok()?,
+            timeout: every.min(m.timeout.0),
+            state: Arc::default(),
+            running: None,
+        })
+    }
+
+    /// Starts a scrape of `incarnation` unless one is still in flight.
+    fn tick(&mut self, ts: i64, incarnation: i64, rec: &Recorder) {
+        if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let (service, url, keep, timeout) = (
+            self.service.clone(),
+            self.url.clone(),
+            self.keep.clone(),
+            self.timeout,
+        );
+        let (state, rec) = (self.state.clone(), rec.clone());
+        self.running = Some(tokio::spawn(async move {
+            let got = crate::metrics::scrape(&url, &keep, timeout).await;
+            journal_scrape(&rec, &service, &url, ts, incarnation, got, &state);
+        }));
+    }
+
+    fn abort(&mut self) {
+        if let Some(h) = self.running.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Journals one scrape's series, and the events that mark a change: failing
+/// or recovered, and once per incarnation a capped or missing selector.
+fn journal_scrape(
+    rec: &Recorder,
+    service: &str,
+    url: &str,
+    ts: i64,
+    incarnation: i64,
+    got: Result<crate::metrics::Scraped, crate::metrics::ScrapeError>,
+    state: &Mutex<ScrapeState>,
+) {
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    let scraped = match got {
+        Ok(s) => s,
+        Err(e) => {
+            if !st.failing {
+                st.failing = true;
+                rec.emit(
+                    Some(service),
+                    &Event::MetricsScrapeFailed {
+                        incarnation,
+                        url: url.to_string(),
+                        error: e.to_string(),
+                    },
+                    Severity::Warn,
+                    e.to_string(),
+                );
+            }
+            return;
+        }
+    };
+    if st.failing {
+        st.failing = false;
+        rec.emit(
+            Some(service),
+            &Event::MetricsScrapeRecovered { incarnation },
+            Severity::Good,
+            format!("metrics of {url} readable again"),
+        );
+    }
+    for (name, value) in scraped.series {
+        rec.journal.send(Record::Metric {
+            ts,
+            incarnation,
+            name,
+            value,
+        });
+    }
+    let cap = crate::metrics::scrape::DEFAULT_SERIES_CAP;
+    for selector in scraped.capped {
+        if st.capped.insert((incarnation, selector.clone())) {
+            rec.emit(
+                Some(service),
+                &Event::MetricsCapped {
+                    incarnation,
+                    selector: selector.clone(),
+                    cap,
+                },
+                Severity::Warn,
+                format!(
+                    "metrics: `{selector}` matches more than {cap} series; kept the first {cap}"
+                ),
+            );
+        }
+    }
+    for selector in scraped.missing {
+        if st.missing.insert((incarnation, selector.clone())) {
+            rec.emit(
+                Some(service),
+                &Event::MetricsMissing {
+                    incarnation,
+                    selector: selector.clone(),
+                },
+                Severity::Warn,
+                format!("metrics: `{selector}` matches no series"),
+            );
+        }
+    }
+}
+
 /// Samples until `stop` turns true.
 pub async fn run(
     sup: Arc<Supervisor>,
@@ -166,12 +324,17 @@ pub async fn run(
         };
         meters.insert(sp.name.clone(), m);
     }
+    let mut scrapers: BTreeMap<String, Scraper> = plan
+        .services
+        .iter()
+        .filter_map(|sp| Some((sp.name.clone(), Scraper::new(sp, &plan, every)?)))
+        .collect();
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.changed() => return,
+            _ = stop.changed() => break,
         }
         let ts = crate::clock::now_ms();
         let mut live = Vec::new();
@@ -180,9 +343,15 @@ pub async fn run(
                 Ok(s) => s.borrow().clone(),
                 Err(_) => continue,
             };
+            if let (Some(incarnation), Some(scraper), Phase::Ready) =
+                (state.incarnation, scrapers.get_mut(&sp.name), state.phase)
+            {
+                scraper.tick(ts, incarnation, &rec);
+            }
             if let (Some(pid), Some(incarnation)) = (state.pid, state.incarnation)
                 && let Some(f) = tree_figures(pid)
             {
+                rec.figures(Some(&sp.name), f);
                 live.push(format!(
                     "{} {} {} fds",
                     sp.name,
@@ -215,6 +384,7 @@ pub async fn run(
             s.available_memory()
         });
         let me = figures(std::process::id() as i32).unwrap_or_default();
+        rec.figures(None, me);
         rec.progress(live.join(", "));
         rec.journal.send(Record::HostSample {
             ts,
@@ -224,11 +394,57 @@ pub async fn run(
             soak_cpu_seconds: me.cpu_seconds,
         });
     }
+    // A scrape still waiting on a silent endpoint has nothing left to say.
+    for scraper in scrapers.values_mut() {
+        scraper.abort();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrape_events_mark_changes_and_once_per_incarnation() {
+        use crate::metrics::{ScrapeError, Scraped};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let journal = crate::journal::Journal::create(&path).unwrap();
+        let rec = Recorder::new(journal.tx(), None);
+        let state = Mutex::new(ScrapeState::default());
+        let down = || {
+            Err(ScrapeError::Status {
+                url: "u".into(),
+                status: 500,
+            })
+        };
+        let good = || {
+            Ok(Scraped {
+                series: vec![("q".into(), 1.0)],
+                capped: vec!["wide".into()],
+                missing: vec!["gone".into()],
+            })
+        };
+        for (ts, inc, got) in [
+            (1, 1, down()),
+            (2, 1, down()),
+            (3, 1, good()),
+            (4, 1, good()),
+            (5, 2, good()),
+        ] {
+            journal_scrape(&rec, "api", "u", ts, inc, got, &state);
+        }
+        drop(rec);
+        journal.close();
+        let data = crate::journal::read(&path).unwrap();
+        let count = |kind: &str| data.events.iter().filter(|e| e.kind == kind).count();
+        assert_eq!(count("metrics-scrape-failed"), 1);
+        assert_eq!(count("metrics-scrape-recovered"), 1);
+        assert_eq!(count("metrics-capped"), 2, "once for each incarnation");
+        assert_eq!(count("metrics-missing"), 2, "once for each incarnation");
+        let rows: Vec<(i64, i64)> = data.metrics.iter().map(|m| (m.ts, m.incarnation)).collect();
+        assert_eq!(rows, [(3, 1), (4, 1), (5, 2)]);
+    }
 
     #[test]
     fn stat_fields_are_read_by_position() {

@@ -96,6 +96,10 @@ pub struct Exposition {
     incarnation: Family<ServiceLabel, Gauge>,
     starts: Family<ServiceLabel, Counter>,
     exits: Family<ExitLabels, Counter>,
+    restarts: Family<ExitLabels, Counter>,
+    /// Cause of each service's last incarnation end, for the restart that
+    /// follows it.
+    last_exit: Mutex<HashMap<String, String>>,
     rss: Family<ServiceLabel, Gauge>,
     fds: Family<ServiceLabel, Gauge>,
     threads: Family<ServiceLabel, Gauge>,
@@ -109,6 +113,8 @@ pub struct Exposition {
     assertions: Family<AssertionLabels, Gauge>,
     self_rss: Gauge,
     self_lag: GaugeF,
+    /// Pages served, so soak can wait for a scraper to read its verdicts.
+    scrapes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Exposition {
@@ -143,6 +149,12 @@ impl Exposition {
             "service_exits",
             "Incarnations that ended, by cause (planned, unplanned, hung, gave-up, stopped, oom-killed)",
             exits.clone(),
+        );
+        let restarts = Family::default();
+        r.register(
+            "restarts",
+            "Incarnations started after one ended, by the cause of that end (planned, unplanned, hung, ...)",
+            restarts.clone(),
         );
         let rss = Family::default();
         r.register_with_unit(
@@ -217,6 +229,8 @@ impl Exposition {
             incarnation,
             starts,
             exits,
+            restarts,
+            last_exit: Mutex::new(HashMap::new()),
             rss,
             fds,
             threads,
@@ -228,7 +242,14 @@ impl Exposition {
             assertions,
             self_rss,
             self_lag,
+            scrapes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Counts the pages served at `/metrics`: watch it to know that a
+    /// scraper read what was set before.
+    pub fn scrapes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.scrapes.subscribe()
     }
 
     fn svc(service: &str) -> ServiceLabel {
@@ -237,17 +258,35 @@ impl Exposition {
         }
     }
 
-    /// A new incarnation of `service` is running.
+    /// A new incarnation of `service` is running; after an ended one, that
+    /// is a restart, counted by the cause of the end.
     pub fn service_started(&self, service: &str) {
         let l = Self::svc(service);
         self.up.get_or_create(&l).set(1);
         self.starts.get_or_create(&l).inc();
         self.incarnation.get_or_create(&l).inc();
+        let before = self
+            .last_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(service);
+        if let Some(cause) = before {
+            self.restarts
+                .get_or_create(&ExitLabels {
+                    service: service.into(),
+                    cause,
+                })
+                .inc();
+        }
     }
 
     /// The current incarnation of `service` ended; `cause` is the journal's
     /// incarnation cause.
     pub fn incarnation_ended(&self, service: &str, cause: &str) {
+        self.last_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.into(), cause.into());
         self.up.get_or_create(&Self::svc(service)).set(0);
         self.exits
             .get_or_create(&ExitLabels {
@@ -295,6 +334,32 @@ impl Exposition {
             .observe(latency.as_secs_f64());
     }
 
+    /// One journaled load interval of `workload`: `ok` and `failed`
+    /// requests (outcomes `ok` and `error`), and its latency histogram as
+    /// (upper edge in seconds, count) pairs.
+    pub fn load_interval(&self, workload: &str, ok: u64, failed: u64, latency: &[(f64, u64)]) {
+        for (outcome, n) in [("ok", ok), ("error", failed)] {
+            if n > 0 {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        workload: workload.into(),
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(n);
+            }
+        }
+        let h = self.latency.get_or_create(&WorkloadLabel {
+            workload: workload.into(),
+        });
+        for &(seconds, count) in latency {
+            // A bucket of a few thousand requests is a few thousand atomic
+            // adds, once per interval: cheap next to the requests themselves.
+            for _ in 0..count {
+                h.observe(seconds);
+            }
+        }
+    }
+
     /// A fault (`action` as in scenarios: kill, hang, ...) began or ended.
     pub fn fault_active(&self, service: &str, action: &str, active: bool) {
         self.faults
@@ -321,8 +386,18 @@ impl Exposition {
 
     /// soak's own resident memory and how late its timers fire.
     pub fn soak_self(&self, rss_bytes: u64, lag: Duration) {
+        self.soak_rss(rss_bytes);
+        self.soak_lag(lag);
+    }
+
+    /// soak's own resident memory (a sampler tick).
+    pub fn soak_rss(&self, rss_bytes: u64) {
         self.self_rss
             .set(i64::try_from(rss_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// How late soak's timers fire (measured apart from the sampler).
+    pub fn soak_lag(&self, lag: Duration) {
         self.self_lag.set(lag.as_secs_f64());
     }
 
@@ -469,7 +544,7 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Resu
             k.trim().eq_ignore_ascii_case("accept") && v.contains("application/openmetrics-text")
         })
     });
-    match (method, path) {
+    let served = match (method, path) {
         ("GET", "/metrics") if openmetrics => {
             respond(&mut stream, "200 OK", CONTENT_TYPE, &exposition.encode()).await
         }
@@ -495,7 +570,11 @@ async fn answer(mut stream: TcpStream, exposition: &Exposition) -> std::io::Resu
             )
             .await
         }
+    };
+    if served.is_ok() && method == "GET" && path == "/metrics" {
+        exposition.scrapes.send_modify(|n| *n += 1);
     }
+    served
 }
 
 async fn respond(
@@ -524,6 +603,55 @@ mod tests {
             .into_iter()
             .find(|s| s.series() == series)
             .map(|s| s.value)
+    }
+
+    #[test]
+    fn restarts_count_by_the_cause_of_the_end_before_and_load_intervals_add_up() {
+        let e = Exposition::new();
+        e.service_started("api");
+        e.incarnation_ended("api", "planned");
+        e.service_started("api");
+        e.incarnation_ended("api", "stopped");
+        e.load_interval("items", 3, 1, &[(0.002, 3), (0.5, 1)]);
+        e.load_interval("items", 2, 0, &[(0.002, 2)]);
+        let t = e.encode();
+        assert_eq!(
+            value(&t, r#"soak_restarts_total{cause="planned",service="api"}"#),
+            Some(1.0)
+        );
+        // The last end is not followed by a start: no restart.
+        assert_eq!(
+            value(&t, r#"soak_restarts_total{cause="stopped",service="api"}"#),
+            None
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"soak_workload_requests_total{outcome="ok",workload="items"}"#
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"soak_workload_requests_total{outcome="error",workload="items"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"soak_workload_request_duration_seconds_count{workload="items"}"#
+            ),
+            Some(6.0)
+        );
+        assert_eq!(
+            value(
+                &t,
+                r#"soak_workload_request_duration_seconds_bucket{le="0.002",workload="items"}"#
+            ),
+            Some(5.0)
+        );
     }
 
     #[test]

@@ -133,6 +133,11 @@ pub async fn scrape(url: &str, keep: &Keep, timeout: Duration) -> Result<Scraped
             url: url.into(),
             ms,
         },
+        // The client refuses a body past its cap before soak sees it.
+        HttpError::BodyTooLarge(limit) => ScrapeError::TooLarge {
+            url: url.into(),
+            limit,
+        },
         source => ScrapeError::Http {
             url: url.into(),
             source,
@@ -172,8 +177,8 @@ impl BodyError {
 
 /// The size check and the parse of a scraped body.
 pub fn parse_body(body: &str) -> Result<Vec<Sample>, BodyError> {
-    // The http client cuts long bodies at its own cap; a body that reached
-    // ours is treated as too large whether or not it was cut.
+    // The http client refuses bodies past its own cap (mapped in scrape);
+    // one that reaches ours is refused too, whatever the client's cap.
     if body.len() >= MAX_BODY_BYTES {
         return Err(BodyError::TooLarge);
     }
