@@ -32,31 +32,17 @@ pub(super) fn writes_survive(j: &mut Judge, workload: &str) {
         );
         return;
     };
-    if checked == 0 {
-        j.push(
-            "writes_survive",
-            svc.as_deref(),
-            Verdict::Unknown,
-            [
-                expected,
-                "0 acknowledged".into(),
-                format!("no write of {workload} was acknowledged, so none could be lost"),
-            ],
-            Some(rb.ts),
-        );
-    } else if missing == 0 {
-        j.push(
-            "writes_survive",
-            svc.as_deref(),
-            Verdict::Pass,
-            [
-                expected,
-                format!("{checked} of {checked} readable"),
-                format!("all {checked} acknowledged writes of {workload} readable after the run"),
-            ],
-            Some(rb.ts),
-        );
+    // `acknowledged` and `unchecked` are in the detail of read-backs that
+    // read the whole journal; an older read-back checked all it counted.
+    let acknowledged = rb.detail["acknowledged"].as_u64().unwrap_or(checked);
+    let unchecked = rb.detail["unchecked"].as_u64().unwrap_or(0);
+    let unchecked_reason = rb.detail["unchecked_reason"].as_str().unwrap_or("");
+    let not_all = if unchecked > 0 {
+        format!("; {unchecked} not checked: {unchecked_reason}")
     } else {
+        String::new()
+    };
+    if missing > 0 {
         let keys: Vec<String> = missing_list
             .iter()
             .take(5)
@@ -68,11 +54,55 @@ pub(super) fn writes_survive(j: &mut Judge, workload: &str) {
             Verdict::Fail,
             [
                 expected,
-                format!("{missing} of {checked} missing"),
+                format!("{missing} of {acknowledged} missing"),
                 format!(
-                    "{missing} acknowledged write(s) of {workload} missing after the run: {}{}",
+                    "{missing} of {acknowledged} acknowledged write(s) of {workload} missing after the run: {}{}{not_all}",
                     keys.join(", "),
                     if missing > 5 { ", ..." } else { "" }
+                ),
+            ],
+            Some(rb.ts),
+        );
+    } else if acknowledged == 0 {
+        j.push(
+            "writes_survive",
+            svc.as_deref(),
+            Verdict::Unknown,
+            [
+                expected,
+                "0 acknowledged".into(),
+                if unchecked_reason.is_empty() {
+                    format!("no write of {workload} was acknowledged, so none could be lost")
+                } else {
+                    format!("the writes of {workload} could not be read back: {unchecked_reason}")
+                },
+            ],
+            Some(rb.ts),
+        );
+    } else if unchecked > 0 {
+        j.push(
+            "writes_survive",
+            svc.as_deref(),
+            Verdict::Unknown,
+            [
+                expected,
+                format!("{checked} of {acknowledged} checked, none missing"),
+                format!(
+                    "{unchecked} of {acknowledged} acknowledged write(s) of {workload} were not checked ({unchecked_reason}); the {checked} checked were all readable"
+                ),
+            ],
+            Some(rb.ts),
+        );
+    } else {
+        j.push(
+            "writes_survive",
+            svc.as_deref(),
+            Verdict::Pass,
+            [
+                expected,
+                format!("{checked} of {acknowledged} readable"),
+                format!(
+                    "all {acknowledged} acknowledged writes of {workload} readable after the run"
                 ),
             ],
             Some(rb.ts),

@@ -299,7 +299,7 @@ fn lost_writes_are_named_and_no_readback_is_unknown() {
     assert_eq!(a[0].verdict, Verdict::Fail);
     assert_eq!(
         a[0].reason,
-        "3 acknowledged write(s) of items missing after the run: k17, k18, k19"
+        "3 of 40 acknowledged write(s) of items missing after the run: k17, k18, k19"
     );
     let none = judge(&sc, &data(vec![], vec![]));
     assert_eq!(none[0].verdict, Verdict::Unknown);
@@ -611,4 +611,68 @@ fn an_unreadable_event_makes_the_run_unknown() {
     assert_eq!(last.name, "journal_readable");
     assert!(last.reason.starts_with("1 event row(s)"), "{}", last.reason);
     assert!(last.reason.contains("exited"), "{}", last.reason);
+}
+
+/// A read-back as journaled since it reads the whole journal.
+fn readback(
+    checked: u64,
+    missing: &[&str],
+    acknowledged: u64,
+    unchecked: u64,
+    why: &str,
+) -> EventRow {
+    let mut e = ev(
+        50_000,
+        "store",
+        Event::Readback {
+            workload: "items".into(),
+            checked,
+            missing_count: missing.len() as u64,
+            missing: missing.iter().map(|k| format!("{k}: status 404")).collect(),
+        },
+    );
+    e.detail["acknowledged"] = serde_json::json!(acknowledged);
+    e.detail["unchecked"] = serde_json::json!(unchecked);
+    e.detail["unchecked_reason"] = serde_json::json!(why);
+    e
+}
+
+#[test]
+fn writes_not_read_back_in_time_are_unknown_never_missing() {
+    let sc = scenario("[expect]\nwrites_survive = \"items\"\n");
+    let why = "the read-back ran out of its 5m budget";
+    let a = judge(
+        &sc,
+        &data(vec![], vec![readback(90_000, &[], 135_001, 45_001, why)]),
+    );
+    assert_eq!(a[0].verdict, Verdict::Unknown);
+    assert_eq!(
+        a[0].reason,
+        format!(
+            "45001 of 135001 acknowledged write(s) of items were not checked ({why}); the 90000 checked were all readable"
+        )
+    );
+    let all = judge(
+        &sc,
+        &data(vec![], vec![readback(135_001, &[], 135_001, 0, "")]),
+    );
+    assert_eq!(all[0].verdict, Verdict::Pass);
+    assert_eq!(all[0].observed, "135001 of 135001 readable");
+}
+
+#[test]
+fn missing_writes_fail_even_when_others_were_not_checked() {
+    let sc = scenario("[expect]\nwrites_survive = \"items\"\n");
+    let why = "reads got no answer (first: timed out)";
+    let a = judge(
+        &sc,
+        &data(vec![], vec![readback(100, &["k1", "k2"], 135, 35, why)]),
+    );
+    assert_eq!(a[0].verdict, Verdict::Fail);
+    assert_eq!(
+        a[0].reason,
+        format!(
+            "2 of 135 acknowledged write(s) of items missing after the run: k1, k2; 35 not checked: {why}"
+        )
+    );
 }
