@@ -676,3 +676,84 @@ fn missing_writes_fail_even_when_others_were_not_checked() {
         )
     );
 }
+
+const DUPLICATE: &str = "[[steps]]\nat = \"5s\"\naction = \"duplicate\"\ntarget = \"store\"\nfor = \"5s\"\n\
+                         [expect]\nduplicate_refused_within = \"5s\"\n";
+
+/// A duplicate that ended, with the fields chaos journals since `refused`.
+fn duplicate_ended(
+    exit_code: Option<i32>,
+    signal: Option<&str>,
+    refused: Option<bool>,
+) -> EventRow {
+    let mut e = ev(
+        6_000,
+        "store",
+        Event::DuplicateEnded {
+            step: 0,
+            pid: 4242,
+            port: 9999,
+            after_ms: 800,
+            exit_code,
+            signal: signal.map(str::to_string),
+        },
+    );
+    if let Some(r) = refused {
+        e.detail["refused"] = serde_json::json!(r);
+    }
+    e.detail["log_tail"] = serde_json::json!([
+        "2026-12-06T10:00:00.100Z out starting store",
+        "2026-12-06T10:00:00.200Z err error: database is locked by another instance",
+        "2026-12-06T10:00:00.300Z soak exited with code 3",
+    ]);
+    e
+}
+
+fn judge_duplicate(ended: EventRow) -> Assertion {
+    let sc = scenario(DUPLICATE);
+    let d = data(vec![], vec![fault(5_000, "store", 0, "duplicate"), ended]);
+    judge(&sc, &d).remove(0)
+}
+
+#[test]
+fn a_refused_duplicate_passes_quoting_why_it_refused() {
+    let a = judge_duplicate(duplicate_ended(Some(3), None, Some(true)));
+    assert_eq!(a.verdict, Verdict::Pass);
+    assert_eq!(
+        a.reason,
+        "a second store on the same data dir refused to run after 800 ms (exit code 3): \
+         \"error: database is locked by another instance\""
+    );
+}
+
+#[test]
+fn a_crashed_duplicate_fails_saying_it_crashed() {
+    let a = judge_duplicate(duplicate_ended(None, Some("ABRT"), Some(false)));
+    assert_eq!(a.verdict, Verdict::Fail);
+    assert_eq!(
+        a.reason,
+        "the duplicate of store (pid 4242) crashed (killed by signal ABRT) after 800 ms instead of \
+         refusing to run: \"error: database is locked by another instance\""
+    );
+    // An old journal without `refused`: a signal is no refusal either way.
+    let old = judge_duplicate(duplicate_ended(None, Some("SEGV"), None));
+    assert_eq!(old.verdict, Verdict::Fail);
+    assert!(
+        old.reason.contains("crashed (killed by signal SEGV)"),
+        "{}",
+        old.reason
+    );
+}
+
+#[test]
+fn an_old_journal_counts_a_non_zero_exit_as_refused_and_exit_zero_as_not() {
+    let refused = judge_duplicate(duplicate_ended(Some(1), None, None));
+    assert_eq!(refused.verdict, Verdict::Pass);
+    let clean = judge_duplicate(duplicate_ended(Some(0), None, None));
+    assert_eq!(clean.verdict, Verdict::Fail);
+    assert!(
+        clean.reason.contains("a refusal exits non-zero"),
+        "{}",
+        clean.reason
+    );
+}
