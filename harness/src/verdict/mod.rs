@@ -189,15 +189,19 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
         data,
         out: Vec::new(),
     };
-    let fs = faults(data);
+    let journaled = faults(data);
+    // What each fault hit: a link fault is judged on the link's dependents.
+    let fs = link::hit_services(sc, &journaled);
     let e = &sc.expect;
     // Which services an expectation is about: the targets of the steps, or
     // every service of a baseline run.
     // Each once, in the order of their first step.
     let mut targets: Vec<String> = Vec::new();
     for s in &sc.steps {
-        if !targets.contains(&s.target) {
-            targets.push(s.target.clone());
+        for t in link::hit_targets(sc, &s.target) {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
         }
     }
     if targets.is_empty() {
@@ -243,6 +247,12 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
     if let Some(w) = &e.consistent_reads {
         chaos::consistent_reads(&mut j, &fs, w.get_ref());
     }
+    if let Some(ff) = &e.fails_fast {
+        link::fails_fast(&mut j, sc, &journaled, ff);
+    }
+    if let Some(rw) = &e.recovers_within {
+        link::recovers_within(&mut j, sc, &journaled, rw);
+    }
     soak::judge(&mut j, sc);
     load::judge(&mut j, sc);
     unreadable(&mut j);
@@ -279,10 +289,13 @@ pub use data::glob;
 
 mod chaos;
 mod data;
+mod link;
 mod load;
 mod recovery;
 mod soak;
 pub mod trend;
 
+#[cfg(test)]
+mod link_tests;
 #[cfg(test)]
 mod tests;

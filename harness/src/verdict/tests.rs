@@ -23,11 +23,11 @@ fn scenario(body: &str) -> Scenario {
     Scenario::parse_with(Path::new("/s/x.toml"), &src, |p| Config::parse(p, CONFIG)).unwrap()
 }
 
-fn ev(ts: i64, service: &str, event: Event) -> EventRow {
+pub(super) fn ev(ts: i64, service: &str, event: Event) -> EventRow {
     EventRow::new(ts, ts, Some(service), event)
 }
 
-fn fault(ts: i64, service: &str, step: usize, action: &str) -> EventRow {
+pub(super) fn fault(ts: i64, service: &str, step: usize, action: &str) -> EventRow {
     fault_with(ts, service, step, action, FaultParams::default())
 }
 
@@ -44,7 +44,7 @@ fn fault_with(ts: i64, service: &str, step: usize, action: &str, params: FaultPa
     )
 }
 
-fn exited(ts: i64, service: &str, cause: Cause) -> EventRow {
+pub(super) fn exited(ts: i64, service: &str, cause: Cause) -> EventRow {
     ev(
         ts,
         service,
@@ -91,7 +91,7 @@ fn load(ts: i64, service: &str, workload: &str, sent: u64, failed: u64) -> Event
     )
 }
 
-fn inc(
+pub(super) fn inc(
     id: i64,
     service: &str,
     start: i64,
@@ -113,7 +113,7 @@ fn inc(
     }
 }
 
-fn data(incarnations: Vec<IncarnationRow>, events: Vec<EventRow>) -> RunData {
+pub(super) fn data(incarnations: Vec<IncarnationRow>, events: Vec<EventRow>) -> RunData {
     RunData {
         run: Some(RunRow {
             id: "r".into(),
