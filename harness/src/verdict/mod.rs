@@ -254,6 +254,7 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
         link::recovers_within(&mut j, sc, &journaled, rw);
     }
     soak::judge(&mut j, sc);
+    metric::judge(&mut j, sc);
     load::judge(&mut j, sc);
     unreadable(&mut j);
     j.out
@@ -291,11 +292,14 @@ mod chaos;
 mod data;
 mod link;
 mod load;
+mod metric;
 mod recovery;
 mod soak;
 pub mod trend;
 
 #[cfg(test)]
 mod link_tests;
+#[cfg(test)]
+mod metric_tests;
 #[cfg(test)]
 mod tests;
