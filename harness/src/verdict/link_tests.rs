@@ -198,7 +198,7 @@ fn recovery_after_the_rollback_is_timed_from_the_first_clean_interval() {
 fn a_link_step_judges_survives_on_the_services_behind_the_link() {
     let sc = scenario("survives = true\n");
     let calm = data(
-        vec![],
+        vec![inc(1, "gateway", 0, None, None, 0)],
         run(|ts| work(ts, 20, 20, 50.0), |ts| work(ts, 20, 0, 2.0)),
     );
     let a = &judge(&sc, &calm)[0];

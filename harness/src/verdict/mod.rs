@@ -256,8 +256,63 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
     soak::judge(&mut j, sc);
     metric::judge(&mut j, sc);
     load::judge(&mut j, sc);
+    never_started(&mut j);
     unreadable(&mut j);
     j.out
+}
+
+/// Assertions about a running service: with no incarnation there is
+/// nothing they could have observed.
+const NEEDS_RUNNING: &[&str] = &[
+    "integrity",
+    "no_orphans",
+    "no_leftovers",
+    "log_rate_max",
+    "rss_slope_max",
+    "rss_growth_max",
+    "rss_max",
+    "fds_slope_max",
+    "threads_slope_max",
+    "wal_max",
+    "metric_slope_max",
+    "metric_max",
+    "metric_rate_max",
+    "survives",
+];
+
+/// A service that never started (no incarnation) or never became ready
+/// makes assertions about it running unknown, never a failure: a database
+/// it never created is not a damaged one. Whether it started at all is for
+/// `healthy_within` and `restarts` to judge, which are left as they are.
+fn never_started(j: &mut Judge) {
+    let data = j.data;
+    for a in &mut j.out {
+        let Some(s) = a.service.clone() else { continue };
+        if !NEEDS_RUNNING.contains(&a.name.as_str()) {
+            continue;
+        }
+        let mut incs = incarnations_of(data, &s).peekable();
+        let why = if incs.peek().is_none() {
+            format!("{s} never started, so {} had nothing to judge", a.name)
+        } else if a.name == "integrity"
+            && a.verdict == Verdict::Fail
+            && !incs.any(|i| i.ready_at.is_some())
+            && events_of(data, &s).all(|e| match &e.event {
+                Event::Integrity { result, .. } => result.starts_with("missing"),
+                _ => true,
+            })
+        {
+            format!(
+                "{s} never became ready and never created its database(s), so none could be damaged"
+            )
+        } else {
+            continue;
+        };
+        a.verdict = Verdict::Unknown;
+        a.observed = "never started".into();
+        a.reason = why;
+        a.trend = None;
+    }
 }
 
 /// Rows this version cannot read (another soak version's) are evidence the

@@ -145,6 +145,7 @@ fn a_quick_recovery_passes_healthy_within_and_restarts() {
         vec![
             inc(1, "gateway", 0, Some(5_010), Some(Cause::Planned), 0),
             inc(2, "gateway", 5_120, Some(60_000), Some(Cause::Stopped), 0),
+            inc(3, "store", 0, Some(60_000), Some(Cause::Stopped), 0),
         ],
         vec![
             fault(5_000, "gateway", 0, "kill"),
@@ -756,4 +757,59 @@ fn an_old_journal_counts_a_non_zero_exit_as_refused_and_exit_zero_as_not() {
         "{}",
         clean.reason
     );
+}
+
+#[test]
+fn a_service_that_never_started_makes_its_running_assertions_unknown() {
+    let sc = scenario("[expect]\nintegrity = true\nno_orphans = true\nrss_max = \"100MB\"\n");
+    let missing = ev(
+        50_000,
+        "store",
+        Event::Integrity {
+            db: "/run/data/store/store.db".into(),
+            result: "missing: /run/data/store/store.db".into(),
+        },
+    );
+    // The gateway ran; the store never got an incarnation.
+    let d = data(
+        vec![inc(1, "gateway", 0, None, None, 0)],
+        vec![missing.clone()],
+    );
+    let a = judge(&sc, &d);
+    let integrity = a.iter().find(|a| a.name == "integrity").unwrap();
+    assert_eq!(integrity.verdict, Verdict::Unknown);
+    assert_eq!(
+        integrity.reason,
+        "store never started, so integrity had nothing to judge"
+    );
+    for x in a.iter().filter(|a| a.service.as_deref() == Some("store")) {
+        assert_eq!(x.verdict, Verdict::Unknown, "{x:?}");
+    }
+    let gateway_orphans = a
+        .iter()
+        .find(|a| a.name == "no_orphans" && a.service.as_deref() == Some("gateway"))
+        .unwrap();
+    assert_eq!(gateway_orphans.verdict, Verdict::Pass);
+    // Started, never ready, no database: unknown too. A ready store whose
+    // database is missing still fails.
+    let mut never_ready = inc(2, "store", 0, Some(3_000), Some(Cause::GaveUp), 0);
+    never_ready.ready_at = None;
+    let d = data(vec![never_ready.clone()], vec![missing.clone()]);
+    let i = judge(&sc, &d)
+        .into_iter()
+        .find(|a| a.name == "integrity")
+        .unwrap();
+    assert_eq!(i.verdict, Verdict::Unknown);
+    assert!(
+        i.reason.starts_with("store never became ready"),
+        "{}",
+        i.reason
+    );
+    never_ready.ready_at = Some(500);
+    let d = data(vec![never_ready], vec![missing]);
+    let i = judge(&sc, &d)
+        .into_iter()
+        .find(|a| a.name == "integrity")
+        .unwrap();
+    assert_eq!(i.verdict, Verdict::Fail);
 }
