@@ -813,3 +813,38 @@ fn a_service_that_never_started_makes_its_running_assertions_unknown() {
         .unwrap();
     assert_eq!(i.verdict, Verdict::Fail);
 }
+
+#[test]
+fn log_rate_counts_the_services_own_bytes_not_soaks_line_prefixes() {
+    let sc = scenario("[expect]\nlog_rate_max = \"1MB/min\"\n");
+    // 40 000 lines of 20 bytes in the minute: 800 000 bytes of its own,
+    // 1 960 000 in the file with soak's 29-byte prefix on each line.
+    let mut exit = exited(60_000, "gateway", Cause::Stopped);
+    if let Event::Exited { log_bytes, .. } = &mut exit.event {
+        *log_bytes = 800_000;
+    }
+    let mut d = data(
+        vec![inc(1, "gateway", 0, Some(60_000), Some(Cause::Stopped), 0)],
+        vec![exit],
+    );
+    d.service_samples = vec![crate::journal::ServiceSampleRow {
+        ts: 59_000,
+        service: "gateway".into(),
+        db_bytes: 0,
+        wal_bytes: 0,
+        log_bytes: 1_960_000,
+    }];
+    let gateway = |d: &RunData| {
+        judge(&sc, d)
+            .into_iter()
+            .find(|a| a.service.as_deref() == Some("gateway"))
+            .unwrap()
+    };
+    let a = gateway(&d);
+    assert_eq!(a.verdict, Verdict::Pass, "{}", a.reason);
+    assert!(a.observed.starts_with("781.2 KB in "), "{}", a.observed);
+    // Killed before any exit was journaled: the file's growth is all there is.
+    d.events.clear();
+    let a = gateway(&d);
+    assert_eq!(a.verdict, Verdict::Fail, "{}", a.reason);
+}
