@@ -3,7 +3,9 @@
 //! latency is measured from that intended time, so a stalled service cannot
 //! hide its stall by slowing the sender down (coordinated omission).
 //!
-//! Every acknowledged write goes to the journal; at the end each is read back.
+//! Every acknowledged write goes to the journal; at the end each is read back,
+//! streamed from the journal's `writes` table, so a soak of days checks its
+//! first write as surely as its last.
 //! Each interval, counts and latency quantiles go to the journal as a `load`
 //! event. Traffic is bounded: by the run's end, by a cap on requests in
 //! flight, and by a per-request timeout.
@@ -15,18 +17,34 @@ use crate::plan::Plan;
 use crate::record::{Recorder, Severity};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
 /// A request that takes longer than this failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests in flight per workload; past this, due requests count as failed
 /// ("overloaded") instead of piling up.
 const MAX_IN_FLIGHT: usize = 256;
-/// Acknowledged writes kept in memory for reads and the final read-back.
+/// Acknowledged writes kept in memory to draw the run's reads from (the
+/// final read-back reads every write from the journal instead).
 const KEEP_ACKED: usize = 100_000;
+/// Reads in flight during the read-back: enough to hide a slow store's
+/// latency, few enough not to knock over a service that just recovered.
+const READBACK_IN_FLIGHT: usize = 12;
+/// Journal rows fetched at a time: the read-back's memory stays flat
+/// however many writes a run acknowledged.
+const READBACK_PAGE: usize = 1000;
+
+/// The read-back's time: a base plus an allowance per write, so millions of
+/// writes are all read, and only a store far slower than 2 ms a write (24 ms
+/// a read with [`READBACK_IN_FLIGHT`] in flight) runs out of time; writes
+/// left unread then count as unchecked, never as missing.
+pub fn readback_budget(acknowledged: u64) -> Duration {
+    Duration::from_secs(60) + Duration::from_millis(acknowledged.saturating_mul(2))
+}
 
 #[derive(Debug, Clone)]
 struct Target {
@@ -146,13 +164,45 @@ type Running = (String, Arc<Mutex<Shared>>, Target, JoinHandle<()>);
 pub struct Load {
     stop: watch::Sender<bool>,
     tasks: Vec<Running>,
+    /// The run's journal, whose `writes` table the read-back reads.
+    journal: PathBuf,
 }
 
 /// What the read-back found for one workload.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReadBack {
-    pub checked: usize,
+    /// Writes the journal holds as acknowledged.
+    pub acknowledged: u64,
+    /// Writes the service answered for, rightly or wrongly.
+    pub checked: u64,
+    pub missing_count: u64,
+    /// The first [`MISSING_LISTED`] missing writes: (key, what the read got).
     pub missing: Vec<(String, String)>,
+    /// Acknowledged writes not checked (out of time, or no answer).
+    pub unchecked: u64,
+    /// Why some were not checked; empty when all were.
+    pub unchecked_reason: String,
+}
+
+/// Missing writes named in the journal; the rest are counted.
+const MISSING_LISTED: usize = 50;
+
+/// Why a request was not acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+enum Miss {
+    /// The service answered, and the answer was wrong (status, body).
+    Wrong(String),
+    /// No answer to judge: timed out, refused, or a 5xx ("cannot serve
+    /// now" is not "the write is gone").
+    NoAnswer(String),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Wrong(e) | Miss::NoAnswer(e) => f.write_str(e),
+        }
+    }
 }
 
 /// `{port}`, `{key}`, `{value}` of one request.
@@ -162,6 +212,13 @@ fn vars<'a>(port: &'a str, key: &'a str, value: &'a str) -> [(&'a str, &'a str);
 
 /// Sends one request; Ok(()) when it is acknowledged (status and body match).
 pub async fn send(req: &Request, port: u16, key: &str, value: &str) -> Result<(), String> {
+    answer(req, port, key, value)
+        .await
+        .map_err(|m| m.to_string())
+}
+
+/// [`send`], telling a wrong answer from no answer.
+async fn answer(req: &Request, port: u16, key: &str, value: &str) -> Result<(), Miss> {
     let port = port.to_string();
     let v = vars(&port, key, value);
     match req {
@@ -186,14 +243,19 @@ pub async fn send(req: &Request, port: u16, key: &str, value: &str) -> Result<()
                 REQUEST_TIMEOUT,
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Miss::NoAnswer(e.to_string()))?;
             if r.status != *expect_status {
-                return Err(format!("status {}", r.status));
+                let why = format!("status {}", r.status);
+                return Err(if r.status >= 500 {
+                    Miss::NoAnswer(why)
+                } else {
+                    Miss::Wrong(why)
+                });
             }
             if let Some(want) = expect_body
                 && !r.body.contains(&expand(want, &v))
             {
-                return Err("unexpected body".into());
+                return Err(Miss::Wrong("unexpected body".into()));
             }
             Ok(())
         }
@@ -209,15 +271,15 @@ pub async fn send(req: &Request, port: u16, key: &str, value: &str) -> Result<()
                 .kill_on_drop(true);
             let out = tokio::time::timeout(REQUEST_TIMEOUT, cmd.output())
                 .await
-                .map_err(|_| "timed out".to_string())?
-                .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+                .map_err(|_| Miss::NoAnswer("timed out".into()))?
+                .map_err(|e| Miss::NoAnswer(format!("cannot run {}: {e}", argv[0])))?;
             if !out.status.success() {
-                return Err(format!("{}", out.status));
+                return Err(Miss::Wrong(format!("{}", out.status)));
             }
             if let Some(want) = expect_body
                 && !String::from_utf8_lossy(&out.stdout).contains(&expand(want, &v))
             {
-                return Err("unexpected output".into());
+                return Err(Miss::Wrong("unexpected output".into()));
             }
             Ok(())
         }
@@ -262,7 +324,11 @@ impl Load {
             ));
             tasks.push((name.clone(), shared, target, task));
         }
-        Load { stop, tasks }
+        Load {
+            stop,
+            tasks,
+            journal: plan.run_dir.join("journal.sqlite"),
+        }
     }
 
     /// Stops sending, waits for requests in flight, flushes the last interval.
@@ -273,57 +339,226 @@ impl Load {
         }
     }
 
-    /// Reads back every acknowledged write of `workload` (bounded in time).
+    /// Reads back every acknowledged write of `workload`, as the journal
+    /// holds them, [`READBACK_IN_FLIGHT`] at a time within
+    /// [`readback_budget`], and journals what it found.
     pub async fn read_back(&self, workload: &str, rec: &Recorder) -> Option<ReadBack> {
-        let (_, shared, target, _) = self.tasks.iter().find(|(n, ..)| n == workload)?;
+        let (_, _, target, _) = self.tasks.iter().find(|(n, ..)| n == workload)?;
         target.write.as_ref()?;
-        let read = target.read.as_ref()?;
-        let acked: Vec<(String, String)> = shared.lock().ok()?.acked.iter().cloned().collect();
-        let mut missing = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        // One at a time: on loopback that is ~1 ms each, and gentle on a
-        // service that just recovered.
-        for (k, v) in &acked {
-            let r = if Instant::now() > deadline {
-                Err("read-back ran out of time".to_string())
-            } else {
-                send(read, target.port, k, v).await
-            };
-            if let Err(e) = r {
-                missing.push((k.clone(), e));
-            }
-        }
-        let rb = ReadBack {
-            checked: acked.len(),
-            missing,
-        };
+        let read = target.read.clone()?;
+        // Writes acknowledged in the last moments may still be on their way
+        // to the journal.
+        let journal = rec.journal.clone();
+        let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
+        let rb = read_back_from(&self.journal, workload, &read, target.port).await;
         let first: Vec<String> = rb
             .missing
             .iter()
-            .take(50)
             .map(|(k, e)| format!("{k}: {e}"))
             .collect();
-        let severity = if rb.missing.is_empty() {
-            Severity::Good
-        } else {
+        let severity = if rb.missing_count > 0 {
             Severity::Bad
+        } else if rb.unchecked > 0 {
+            Severity::Warn
+        } else {
+            Severity::Good
         };
-        rec.emit(
+        // `acknowledged`, `unchecked` and `unchecked_reason` ride along in
+        // the detail until the typed event has them.
+        let (kind, mut detail) = Event::Readback {
+            workload: workload.to_string(),
+            checked: rb.checked,
+            missing_count: rb.missing_count,
+            missing: first,
+        }
+        .to_row();
+        detail["acknowledged"] = json!(rb.acknowledged);
+        detail["unchecked"] = json!(rb.unchecked);
+        detail["unchecked_reason"] = json!(rb.unchecked_reason);
+        rec.event(
             Some(&target.service),
-            &Event::Readback {
-                workload: workload.to_string(),
-                checked: rb.checked as u64,
-                missing_count: rb.missing.len() as u64,
-                missing: first,
-            },
+            &kind,
+            detail,
             severity,
             format!(
-                "read back {} acknowledged write(s) of {workload}: {} missing",
+                "read back {} of {} acknowledged write(s) of {workload}: {} missing{}",
                 rb.checked,
-                rb.missing.len()
+                rb.acknowledged,
+                rb.missing_count,
+                if rb.unchecked > 0 {
+                    format!(", {} unchecked ({})", rb.unchecked, rb.unchecked_reason)
+                } else {
+                    String::new()
+                }
             ),
         );
         Some(rb)
+    }
+}
+
+/// Reads back every write of `workload` in the journal at `journal`.
+pub async fn read_back_from(journal: &Path, workload: &str, read: &Request, port: u16) -> ReadBack {
+    let (path, w) = (journal.to_path_buf(), workload.to_string());
+    let counted = tokio::task::spawn_blocking(move || count_writes(&path, &w)).await;
+    let acknowledged = match counted {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return unreadable_journal(journal, e.to_string()),
+        Err(e) => return unreadable_journal(journal, e.to_string()),
+    };
+    let mut rb = ReadBack {
+        acknowledged,
+        ..ReadBack::default()
+    };
+    let budget = readback_budget(acknowledged);
+    let deadline = Instant::now() + budget;
+    let (pages_tx, mut pages) = mpsc::channel(2);
+    let (path, w) = (journal.to_path_buf(), workload.to_string());
+    let pager = tokio::task::spawn_blocking(move || page_writes(&path, &w, pages_tx));
+    let mut tally = Tally::default();
+    let mut out_of_time = false;
+    let mut reads = JoinSet::new();
+    let mut seq: u64 = 0;
+    'pages: while let Some(page) = pages.recv().await {
+        for (k, v) in page {
+            seq += 1;
+            if Instant::now() >= deadline {
+                out_of_time = true;
+                break 'pages;
+            }
+            while reads.len() >= READBACK_IN_FLIGHT {
+                if let Some(Ok(done)) = reads.join_next().await {
+                    tally.add(done);
+                }
+            }
+            let read = read.clone();
+            reads.spawn(async move {
+                let r = answer(&read, port, &k, &v).await;
+                (seq, k, r)
+            });
+        }
+    }
+    // Stops the pager at its next page when the read-back stopped early.
+    drop(pages);
+    while let Some(done) = reads.join_next().await {
+        if let Ok(done) = done {
+            tally.add(done);
+        }
+    }
+    let paged = pager.await;
+    tally.keep_oldest();
+    rb.checked = tally.checked;
+    rb.missing_count = tally.missing_count;
+    rb.missing = tally.missing.into_iter().map(|(_, k, e)| (k, e)).collect();
+    rb.unchecked = rb.acknowledged.saturating_sub(rb.checked);
+    let mut why = Vec::new();
+    if out_of_time {
+        why.push(format!(
+            "the read-back ran out of its {} budget",
+            crate::clock::human(budget)
+        ));
+    }
+    if let Some(e) = tally.no_answer {
+        why.push(format!("reads got no answer (first: {e})"));
+    }
+    match paged {
+        Ok(Err(e)) => why.push(format!("the journal could not be read: {e}")),
+        Err(e) => why.push(format!("the journal could not be read: {e}")),
+        Ok(Ok(())) => {}
+    }
+    if rb.unchecked > 0 && why.is_empty() {
+        why.push("the journal listed fewer writes than it counted".into());
+    }
+    rb.unchecked_reason = why.join("; ");
+    rb
+}
+
+fn unreadable_journal(journal: &Path, e: String) -> ReadBack {
+    ReadBack {
+        unchecked_reason: format!("cannot read {}: {e}", journal.display()),
+        ..ReadBack::default()
+    }
+}
+
+/// One read's outcome: its place in journal order, its key, its answer.
+type Read = (u64, String, Result<(), Miss>);
+
+/// What the reads found so far; missing writes keep their place in journal
+/// order, since reads finish out of order.
+#[derive(Default)]
+struct Tally {
+    checked: u64,
+    missing_count: u64,
+    missing: Vec<(u64, String, String)>,
+    no_answer: Option<String>,
+}
+
+impl Tally {
+    fn add(&mut self, (seq, key, r): Read) {
+        match r {
+            Ok(()) => self.checked += 1,
+            Err(Miss::Wrong(e)) => {
+                self.checked += 1;
+                self.missing_count += 1;
+                self.missing.push((seq, key, e));
+                if self.missing.len() >= 2 * MISSING_LISTED {
+                    self.keep_oldest();
+                }
+            }
+            Err(Miss::NoAnswer(e)) => {
+                self.no_answer.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The [`MISSING_LISTED`] oldest missing writes, oldest first.
+    fn keep_oldest(&mut self) {
+        self.missing.sort_by_key(|m| m.0);
+        self.missing.truncate(MISSING_LISTED);
+    }
+}
+
+fn open_read_only(journal: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let db = rusqlite::Connection::open_with_flags(
+        journal,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // The journal's writer may be committing; wait rather than fail.
+    db.busy_timeout(Duration::from_secs(10))?;
+    Ok(db)
+}
+
+fn count_writes(journal: &Path, workload: &str) -> rusqlite::Result<u64> {
+    open_read_only(journal)?.query_row(
+        "SELECT COUNT(*) FROM writes WHERE workload = ?1",
+        [workload],
+        |r| r.get::<_, i64>(0).map(|n| n.max(0) as u64),
+    )
+}
+
+/// Sends the workload's writes in journal order, a page at a time, until
+/// the rows or the receiver run out.
+fn page_writes(
+    journal: &Path,
+    workload: &str,
+    pages: mpsc::Sender<Vec<(String, String)>>,
+) -> rusqlite::Result<()> {
+    let db = open_read_only(journal)?;
+    let mut stmt = db.prepare(
+        "SELECT rowid, key, value FROM writes WHERE workload = ?1 AND rowid > ?2 \
+         ORDER BY rowid LIMIT ?3",
+    )?;
+    let mut after: i64 = 0;
+    loop {
+        let mut page = Vec::with_capacity(READBACK_PAGE);
+        let mut rows = stmt.query(rusqlite::params![workload, after, READBACK_PAGE as i64])?;
+        while let Some(row) = rows.next()? {
+            after = row.get(0)?;
+            page.push((row.get(1)?, row.get(2)?));
+        }
+        let last = page.len() < READBACK_PAGE;
+        if page.is_empty() || pages.blocking_send(page).is_err() || last {
+            return Ok(());
+        }
     }
 }
 
@@ -492,8 +727,52 @@ fn flush(t: &Target, shared: &Mutex<Shared>, rec: &Recorder) {
 
 #[cfg(test)]
 mod tests {
-    use super::LatencyHistogram;
+    use super::{LatencyHistogram, read_back_from};
+    use crate::config::Request;
+    use crate::journal::{Journal, Record};
     use proptest::prelude::*;
+
+    #[tokio::test]
+    async fn writes_that_get_no_answer_are_unchecked_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let journal = Journal::create(&path).unwrap();
+        for n in 1..=3 {
+            journal.tx().send(Record::Write {
+                workload: "items".into(),
+                key: format!("k{n}"),
+                value: format!("v{n}"),
+                sent_at: n,
+                acked_at: n,
+            });
+        }
+        journal.close();
+        // A port nobody listens on: the store is gone, not the writes.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let read = Request::Http {
+            method: "GET".into(),
+            url: "http://127.0.0.1:{port}/items/{key}".into(),
+            body: None,
+            headers: Default::default(),
+            expect_status: 200,
+            expect_body: None,
+        };
+        let rb = read_back_from(&path, "items", &read, port).await;
+        assert_eq!(
+            (rb.acknowledged, rb.checked, rb.missing_count, rb.unchecked),
+            (3, 0, 0, 3)
+        );
+        assert!(
+            rb.unchecked_reason
+                .starts_with("reads got no answer (first: "),
+            "{}",
+            rb.unchecked_reason
+        );
+    }
 
     #[test]
     fn quantiles_are_within_a_bucket_and_merge() {

@@ -7,13 +7,53 @@ use crate::config::scenario::Expect;
 use crate::journal::Event;
 use std::time::Duration;
 
+/// How a duplicate that ended went: `refused` (exited on its own,
+/// non-zero, no signal), or a crash or a clean exit, which are not refusals.
+struct Ended<'a> {
+    after: i64,
+    pid: i32,
+    exit_code: Option<i32>,
+    signal: Option<&'a str>,
+    refused: bool,
+    /// The duplicate's own last log line (not soak's), without its prefix.
+    last_words: Option<String>,
+}
+
+impl Ended<'_> {
+    fn how(&self) -> String {
+        match (self.exit_code, self.signal) {
+            (_, Some(sig)) => format!("killed by signal {sig}"),
+            (Some(c), None) => format!("exit code {c}"),
+            (None, None) => "ended".into(),
+        }
+    }
+
+    fn quoted(&self) -> String {
+        match &self.last_words {
+            Some(l) => format!(": \"{l}\""),
+            None => " (no log output)".into(),
+        }
+    }
+}
+
+/// The last line of a duplicate's log tail the service wrote: each line is
+/// `TIMESTAMP TAG text`, and tag `soak` marks the shim's own lines.
+fn last_words(tail: &serde_json::Value) -> Option<String> {
+    tail.as_array()?
+        .iter()
+        .filter_map(|l| l.as_str())
+        .rev()
+        .find(|l| l.split(' ').nth(1) != Some("soak"))
+        .map(|l| l.splitn(3, ' ').nth(2).unwrap_or(l).trim_end().to_string())
+}
+
 pub(super) fn duplicate_refused(j: &mut Judge, fs: &[FaultRecord], limit: Duration) {
     let lim = limit.as_millis() as i64;
     let expected = format!("duplicate refused within {}", human(limit));
     for f in fs.iter().filter(|f| f.action == "duplicate") {
         let t = &f.target;
-        // The duplicate's outcome: Ok(ended after, pid, exit code, signal)
-        // or Err(still running after, pid, the port it served on).
+        // The duplicate's outcome: Ok(how it ended) or Err(still running
+        // after, pid, the port it served on).
         let outcome = events_of(j.data, t).find_map(|e| match &e.event {
             Event::DuplicateEnded {
                 step,
@@ -23,7 +63,22 @@ pub(super) fn duplicate_refused(j: &mut Judge, fs: &[FaultRecord], limit: Durati
                 exit_code,
                 signal,
             } if *step == f.step => {
-                Some((e.ts, Ok((*after_ms, *pid, *exit_code, signal.as_deref()))))
+                // Journals before `refused` was written: refused iff it
+                // exited non-zero without a signal.
+                let refused = e.detail["refused"]
+                    .as_bool()
+                    .unwrap_or(signal.is_none() && exit_code.is_some_and(|c| c != 0));
+                Some((
+                    e.ts,
+                    Ok(Ended {
+                        after: *after_ms,
+                        pid: *pid,
+                        exit_code: *exit_code,
+                        signal: signal.as_deref(),
+                        refused,
+                        last_words: last_words(&e.detail["log_tail"]),
+                    }),
+                ))
             }
             Event::DuplicateStillRunning {
                 step,
@@ -34,63 +89,83 @@ pub(super) fn duplicate_refused(j: &mut Judge, fs: &[FaultRecord], limit: Durati
             } if *step == f.step => Some((e.ts, Err((*after_ms, *pid, serving.then_some(*port))))),
             _ => None,
         });
-        match outcome {
-            Some((ts, Ok((after, _, exit_code, signal)))) if after <= lim => {
-                let how = match exit_code {
-                    Some(c) => format!("exit code {c}"),
-                    None => format!("signal {}", signal.unwrap_or("?")),
-                };
-                j.push(
-                    "duplicate_refused_within",
-                    Some(t),
-                    Verdict::Pass,
-                    [
-                        expected.clone(),
-                        format!("refused after {}", ms(after)),
-                        format!(
-                            "a second {t} on the same data dir refused to run after {} ({how})",
-                            ms(after)
-                        ),
-                    ],
-                    Some(ts),
-                );
-            }
-            Some((ts, ended)) => {
-                let (after, pid, serving) = match ended {
-                    Ok((after, pid, _, _)) => (after, pid, None),
-                    Err((after, pid, serving)) => (after, pid, serving),
-                };
+        let (verdict, observed, reason, at) = match outcome {
+            Some((ts, Ok(end))) if end.refused && end.after <= lim => (
+                Verdict::Pass,
+                format!("refused after {}", ms(end.after)),
+                format!(
+                    "a second {t} on the same data dir refused to run after {} ({}){}",
+                    ms(end.after),
+                    end.how(),
+                    end.quoted()
+                ),
+                Some(ts),
+            ),
+            Some((ts, Ok(end))) if end.refused => (
+                Verdict::Fail,
+                format!("refused after {}", ms(end.after)),
+                format!(
+                    "two instances of {t} on one data dir: the duplicate (pid {}) refused only after {} ({}){}",
+                    end.pid,
+                    ms(end.after),
+                    end.how(),
+                    end.quoted()
+                ),
+                Some(ts),
+            ),
+            Some((ts, Ok(end))) if end.signal.is_some() => (
+                Verdict::Fail,
+                format!("crashed after {}", ms(end.after)),
+                format!(
+                    "the duplicate of {t} (pid {}) crashed ({}) after {} instead of refusing to run{}",
+                    end.pid,
+                    end.how(),
+                    ms(end.after),
+                    end.quoted()
+                ),
+                Some(ts),
+            ),
+            Some((ts, Ok(end))) => (
+                Verdict::Fail,
+                format!("{} after {}", end.how(), ms(end.after)),
+                format!(
+                    "the duplicate of {t} (pid {}) ran {} and ended with {}: a refusal exits non-zero{}",
+                    end.pid,
+                    ms(end.after),
+                    end.how(),
+                    end.quoted()
+                ),
+                Some(ts),
+            ),
+            Some((ts, Err((after, pid, serving)))) => {
                 let serving = match serving {
                     Some(port) => format!(", serving on port {port}"),
                     None => String::new(),
                 };
-                j.push(
-                    "duplicate_refused_within",
-                    Some(t),
+                (
                     Verdict::Fail,
-                    [
-                        expected.clone(),
-                        format!("ran {}", ms(after)),
-                        format!(
-                            "two instances of {t} on one data dir: the duplicate (pid {pid}) ran for {}{serving}",
-                            ms(after)
-                        ),
-                    ],
+                    format!("ran {}", ms(after)),
+                    format!(
+                        "two instances of {t} on one data dir: the duplicate (pid {pid}) ran for {}{serving}",
+                        ms(after)
+                    ),
                     Some(ts),
-                );
+                )
             }
-            None => j.push(
-                "duplicate_refused_within",
-                Some(t),
+            None => (
                 Verdict::Unknown,
-                [
-                    expected.clone(),
-                    "no outcome".into(),
-                    "the duplicate's outcome was not recorded (run interrupted?)".into(),
-                ],
+                "no outcome".into(),
+                "the duplicate's outcome was not recorded (run interrupted?)".into(),
                 None,
             ),
-        }
+        };
+        j.push(
+            "duplicate_refused_within",
+            Some(t),
+            verdict,
+            [expected.clone(), observed, reason],
+            at,
+        );
     }
 }
 

@@ -189,15 +189,19 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
         data,
         out: Vec::new(),
     };
-    let fs = faults(data);
+    let journaled = faults(data);
+    // What each fault hit: a link fault is judged on the link's dependents.
+    let fs = link::hit_services(sc, &journaled);
     let e = &sc.expect;
     // Which services an expectation is about: the targets of the steps, or
     // every service of a baseline run.
     // Each once, in the order of their first step.
     let mut targets: Vec<String> = Vec::new();
     for s in &sc.steps {
-        if !targets.contains(&s.target) {
-            targets.push(s.target.clone());
+        for t in link::hit_targets(sc, &s.target) {
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
         }
     }
     if targets.is_empty() {
@@ -243,10 +247,72 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
     if let Some(w) = &e.consistent_reads {
         chaos::consistent_reads(&mut j, &fs, w.get_ref());
     }
+    if let Some(ff) = &e.fails_fast {
+        link::fails_fast(&mut j, sc, &journaled, ff);
+    }
+    if let Some(rw) = &e.recovers_within {
+        link::recovers_within(&mut j, sc, &journaled, rw);
+    }
     soak::judge(&mut j, sc);
+    metric::judge(&mut j, sc);
     load::judge(&mut j, sc);
+    never_started(&mut j);
     unreadable(&mut j);
     j.out
+}
+
+/// Assertions about a running service: with no incarnation there is
+/// nothing they could have observed.
+const NEEDS_RUNNING: &[&str] = &[
+    "integrity",
+    "no_orphans",
+    "no_leftovers",
+    "log_rate_max",
+    "rss_slope_max",
+    "rss_growth_max",
+    "rss_max",
+    "fds_slope_max",
+    "threads_slope_max",
+    "wal_max",
+    "metric_slope_max",
+    "metric_max",
+    "metric_rate_max",
+    "survives",
+];
+
+/// A service that never started (no incarnation) or never became ready
+/// makes assertions about it running unknown, never a failure: a database
+/// it never created is not a damaged one. Whether it started at all is for
+/// `healthy_within` and `restarts` to judge, which are left as they are.
+fn never_started(j: &mut Judge) {
+    let data = j.data;
+    for a in &mut j.out {
+        let Some(s) = a.service.clone() else { continue };
+        if !NEEDS_RUNNING.contains(&a.name.as_str()) {
+            continue;
+        }
+        let mut incs = incarnations_of(data, &s).peekable();
+        let why = if incs.peek().is_none() {
+            format!("{s} never started, so {} had nothing to judge", a.name)
+        } else if a.name == "integrity"
+            && a.verdict == Verdict::Fail
+            && !incs.any(|i| i.ready_at.is_some())
+            && events_of(data, &s).all(|e| match &e.event {
+                Event::Integrity { result, .. } => result.starts_with("missing"),
+                _ => true,
+            })
+        {
+            format!(
+                "{s} never became ready and never created its database(s), so none could be damaged"
+            )
+        } else {
+            continue;
+        };
+        a.verdict = Verdict::Unknown;
+        a.observed = "never started".into();
+        a.reason = why;
+        a.trend = None;
+    }
 }
 
 /// Rows this version cannot read (another soak version's) are evidence the
@@ -279,10 +345,16 @@ pub use data::glob;
 
 mod chaos;
 mod data;
+mod link;
 mod load;
+mod metric;
 mod recovery;
 mod soak;
 pub mod trend;
 
+#[cfg(test)]
+mod link_tests;
+#[cfg(test)]
+mod metric_tests;
 #[cfg(test)]
 mod tests;

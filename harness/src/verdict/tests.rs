@@ -23,11 +23,11 @@ fn scenario(body: &str) -> Scenario {
     Scenario::parse_with(Path::new("/s/x.toml"), &src, |p| Config::parse(p, CONFIG)).unwrap()
 }
 
-fn ev(ts: i64, service: &str, event: Event) -> EventRow {
+pub(super) fn ev(ts: i64, service: &str, event: Event) -> EventRow {
     EventRow::new(ts, ts, Some(service), event)
 }
 
-fn fault(ts: i64, service: &str, step: usize, action: &str) -> EventRow {
+pub(super) fn fault(ts: i64, service: &str, step: usize, action: &str) -> EventRow {
     fault_with(ts, service, step, action, FaultParams::default())
 }
 
@@ -44,7 +44,7 @@ fn fault_with(ts: i64, service: &str, step: usize, action: &str, params: FaultPa
     )
 }
 
-fn exited(ts: i64, service: &str, cause: Cause) -> EventRow {
+pub(super) fn exited(ts: i64, service: &str, cause: Cause) -> EventRow {
     ev(
         ts,
         service,
@@ -91,7 +91,7 @@ fn load(ts: i64, service: &str, workload: &str, sent: u64, failed: u64) -> Event
     )
 }
 
-fn inc(
+pub(super) fn inc(
     id: i64,
     service: &str,
     start: i64,
@@ -113,7 +113,7 @@ fn inc(
     }
 }
 
-fn data(incarnations: Vec<IncarnationRow>, events: Vec<EventRow>) -> RunData {
+pub(super) fn data(incarnations: Vec<IncarnationRow>, events: Vec<EventRow>) -> RunData {
     RunData {
         run: Some(RunRow {
             id: "r".into(),
@@ -145,6 +145,7 @@ fn a_quick_recovery_passes_healthy_within_and_restarts() {
         vec![
             inc(1, "gateway", 0, Some(5_010), Some(Cause::Planned), 0),
             inc(2, "gateway", 5_120, Some(60_000), Some(Cause::Stopped), 0),
+            inc(3, "store", 0, Some(60_000), Some(Cause::Stopped), 0),
         ],
         vec![
             fault(5_000, "gateway", 0, "kill"),
@@ -299,7 +300,7 @@ fn lost_writes_are_named_and_no_readback_is_unknown() {
     assert_eq!(a[0].verdict, Verdict::Fail);
     assert_eq!(
         a[0].reason,
-        "3 acknowledged write(s) of items missing after the run: k17, k18, k19"
+        "3 of 40 acknowledged write(s) of items missing after the run: k17, k18, k19"
     );
     let none = judge(&sc, &data(vec![], vec![]));
     assert_eq!(none[0].verdict, Verdict::Unknown);
@@ -611,4 +612,239 @@ fn an_unreadable_event_makes_the_run_unknown() {
     assert_eq!(last.name, "journal_readable");
     assert!(last.reason.starts_with("1 event row(s)"), "{}", last.reason);
     assert!(last.reason.contains("exited"), "{}", last.reason);
+}
+
+/// A read-back as journaled since it reads the whole journal.
+fn readback(
+    checked: u64,
+    missing: &[&str],
+    acknowledged: u64,
+    unchecked: u64,
+    why: &str,
+) -> EventRow {
+    let mut e = ev(
+        50_000,
+        "store",
+        Event::Readback {
+            workload: "items".into(),
+            checked,
+            missing_count: missing.len() as u64,
+            missing: missing.iter().map(|k| format!("{k}: status 404")).collect(),
+        },
+    );
+    e.detail["acknowledged"] = serde_json::json!(acknowledged);
+    e.detail["unchecked"] = serde_json::json!(unchecked);
+    e.detail["unchecked_reason"] = serde_json::json!(why);
+    e
+}
+
+#[test]
+fn writes_not_read_back_in_time_are_unknown_never_missing() {
+    let sc = scenario("[expect]\nwrites_survive = \"items\"\n");
+    let why = "the read-back ran out of its 5m budget";
+    let a = judge(
+        &sc,
+        &data(vec![], vec![readback(90_000, &[], 135_001, 45_001, why)]),
+    );
+    assert_eq!(a[0].verdict, Verdict::Unknown);
+    assert_eq!(
+        a[0].reason,
+        format!(
+            "45001 of 135001 acknowledged write(s) of items were not checked ({why}); the 90000 checked were all readable"
+        )
+    );
+    let all = judge(
+        &sc,
+        &data(vec![], vec![readback(135_001, &[], 135_001, 0, "")]),
+    );
+    assert_eq!(all[0].verdict, Verdict::Pass);
+    assert_eq!(all[0].observed, "135001 of 135001 readable");
+}
+
+#[test]
+fn missing_writes_fail_even_when_others_were_not_checked() {
+    let sc = scenario("[expect]\nwrites_survive = \"items\"\n");
+    let why = "reads got no answer (first: timed out)";
+    let a = judge(
+        &sc,
+        &data(vec![], vec![readback(100, &["k1", "k2"], 135, 35, why)]),
+    );
+    assert_eq!(a[0].verdict, Verdict::Fail);
+    assert_eq!(
+        a[0].reason,
+        format!(
+            "2 of 135 acknowledged write(s) of items missing after the run: k1, k2; 35 not checked: {why}"
+        )
+    );
+}
+
+const DUPLICATE: &str = "[[steps]]\nat = \"5s\"\naction = \"duplicate\"\ntarget = \"store\"\nfor = \"5s\"\n\
+                         [expect]\nduplicate_refused_within = \"5s\"\n";
+
+/// A duplicate that ended, with the fields chaos journals since `refused`.
+fn duplicate_ended(
+    exit_code: Option<i32>,
+    signal: Option<&str>,
+    refused: Option<bool>,
+) -> EventRow {
+    let mut e = ev(
+        6_000,
+        "store",
+        Event::DuplicateEnded {
+            step: 0,
+            pid: 4242,
+            port: 9999,
+            after_ms: 800,
+            exit_code,
+            signal: signal.map(str::to_string),
+        },
+    );
+    if let Some(r) = refused {
+        e.detail["refused"] = serde_json::json!(r);
+    }
+    e.detail["log_tail"] = serde_json::json!([
+        "2026-12-06T10:00:00.100Z out starting store",
+        "2026-12-06T10:00:00.200Z err error: database is locked by another instance",
+        "2026-12-06T10:00:00.300Z soak exited with code 3",
+    ]);
+    e
+}
+
+fn judge_duplicate(ended: EventRow) -> Assertion {
+    let sc = scenario(DUPLICATE);
+    let d = data(vec![], vec![fault(5_000, "store", 0, "duplicate"), ended]);
+    judge(&sc, &d).remove(0)
+}
+
+#[test]
+fn a_refused_duplicate_passes_quoting_why_it_refused() {
+    let a = judge_duplicate(duplicate_ended(Some(3), None, Some(true)));
+    assert_eq!(a.verdict, Verdict::Pass);
+    assert_eq!(
+        a.reason,
+        "a second store on the same data dir refused to run after 800 ms (exit code 3): \
+         \"error: database is locked by another instance\""
+    );
+}
+
+#[test]
+fn a_crashed_duplicate_fails_saying_it_crashed() {
+    let a = judge_duplicate(duplicate_ended(None, Some("ABRT"), Some(false)));
+    assert_eq!(a.verdict, Verdict::Fail);
+    assert_eq!(
+        a.reason,
+        "the duplicate of store (pid 4242) crashed (killed by signal ABRT) after 800 ms instead of \
+         refusing to run: \"error: database is locked by another instance\""
+    );
+    // An old journal without `refused`: a signal is no refusal either way.
+    let old = judge_duplicate(duplicate_ended(None, Some("SEGV"), None));
+    assert_eq!(old.verdict, Verdict::Fail);
+    assert!(
+        old.reason.contains("crashed (killed by signal SEGV)"),
+        "{}",
+        old.reason
+    );
+}
+
+#[test]
+fn an_old_journal_counts_a_non_zero_exit_as_refused_and_exit_zero_as_not() {
+    let refused = judge_duplicate(duplicate_ended(Some(1), None, None));
+    assert_eq!(refused.verdict, Verdict::Pass);
+    let clean = judge_duplicate(duplicate_ended(Some(0), None, None));
+    assert_eq!(clean.verdict, Verdict::Fail);
+    assert!(
+        clean.reason.contains("a refusal exits non-zero"),
+        "{}",
+        clean.reason
+    );
+}
+
+#[test]
+fn a_service_that_never_started_makes_its_running_assertions_unknown() {
+    let sc = scenario("[expect]\nintegrity = true\nno_orphans = true\nrss_max = \"100MB\"\n");
+    let missing = ev(
+        50_000,
+        "store",
+        Event::Integrity {
+            db: "/run/data/store/store.db".into(),
+            result: "missing: /run/data/store/store.db".into(),
+        },
+    );
+    // The gateway ran; the store never got an incarnation.
+    let d = data(
+        vec![inc(1, "gateway", 0, None, None, 0)],
+        vec![missing.clone()],
+    );
+    let a = judge(&sc, &d);
+    let integrity = a.iter().find(|a| a.name == "integrity").unwrap();
+    assert_eq!(integrity.verdict, Verdict::Unknown);
+    assert_eq!(
+        integrity.reason,
+        "store never started, so integrity had nothing to judge"
+    );
+    for x in a.iter().filter(|a| a.service.as_deref() == Some("store")) {
+        assert_eq!(x.verdict, Verdict::Unknown, "{x:?}");
+    }
+    let gateway_orphans = a
+        .iter()
+        .find(|a| a.name == "no_orphans" && a.service.as_deref() == Some("gateway"))
+        .unwrap();
+    assert_eq!(gateway_orphans.verdict, Verdict::Pass);
+    // Started, never ready, no database: unknown too. A ready store whose
+    // database is missing still fails.
+    let mut never_ready = inc(2, "store", 0, Some(3_000), Some(Cause::GaveUp), 0);
+    never_ready.ready_at = None;
+    let d = data(vec![never_ready.clone()], vec![missing.clone()]);
+    let i = judge(&sc, &d)
+        .into_iter()
+        .find(|a| a.name == "integrity")
+        .unwrap();
+    assert_eq!(i.verdict, Verdict::Unknown);
+    assert!(
+        i.reason.starts_with("store never became ready"),
+        "{}",
+        i.reason
+    );
+    never_ready.ready_at = Some(500);
+    let d = data(vec![never_ready], vec![missing]);
+    let i = judge(&sc, &d)
+        .into_iter()
+        .find(|a| a.name == "integrity")
+        .unwrap();
+    assert_eq!(i.verdict, Verdict::Fail);
+}
+
+#[test]
+fn log_rate_counts_the_services_own_bytes_not_soaks_line_prefixes() {
+    let sc = scenario("[expect]\nlog_rate_max = \"1MB/min\"\n");
+    // 40 000 lines of 20 bytes in the minute: 800 000 bytes of its own,
+    // 1 960 000 in the file with soak's 29-byte prefix on each line.
+    let mut exit = exited(60_000, "gateway", Cause::Stopped);
+    if let Event::Exited { log_bytes, .. } = &mut exit.event {
+        *log_bytes = 800_000;
+    }
+    let mut d = data(
+        vec![inc(1, "gateway", 0, Some(60_000), Some(Cause::Stopped), 0)],
+        vec![exit],
+    );
+    d.service_samples = vec![crate::journal::ServiceSampleRow {
+        ts: 59_000,
+        service: "gateway".into(),
+        db_bytes: 0,
+        wal_bytes: 0,
+        log_bytes: 1_960_000,
+    }];
+    let gateway = |d: &RunData| {
+        judge(&sc, d)
+            .into_iter()
+            .find(|a| a.service.as_deref() == Some("gateway"))
+            .unwrap()
+    };
+    let a = gateway(&d);
+    assert_eq!(a.verdict, Verdict::Pass, "{}", a.reason);
+    assert!(a.observed.starts_with("781.2 KB in "), "{}", a.observed);
+    // Killed before any exit was journaled: the file's growth is all there is.
+    d.events.clear();
+    let a = gateway(&d);
+    assert_eq!(a.verdict, Verdict::Fail, "{}", a.reason);
 }
