@@ -1,6 +1,5 @@
 //! `soak analyze`: the trend detector on one series, from a CSV or a journal.
 
-use crate::cli::Outcome;
 use crate::verdict::trend::{self, Decision, Metric, Params};
 use std::path::Path;
 use std::time::Duration;
@@ -86,14 +85,8 @@ pub fn run(
     limit: f64,
     warmup: Duration,
     min_span: Duration,
-) -> Outcome {
-    let segments = match segments_from(path, service, metric) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Outcome::Usage;
-        }
-    };
+) -> Result<Decision, String> {
+    let segments = segments_from(path, service, metric)?;
     let mut p = Params::new(metric, limit);
     p.warmup_ms = warmup.as_millis() as i64;
     p.min_span_ms = min_span.as_millis() as i64;
@@ -132,13 +125,7 @@ pub fn run(
         }
     );
     println!("{}", t.reason);
-    match t.decision {
-        Decision::Pass => Outcome::Pass,
-        Decision::Fail => Outcome::Fail,
-        Decision::Unknown => {
-            Outcome::Harness("unknown: not enough evidence to judge the trend".into())
-        }
-    }
+    Ok(t.decision)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The `soak` command line: parse, dispatch, print, and map every outcome to
-//! the exit codes of DESIGN.md in one place ([`Outcome::code`]).
+//! the exit codes of docs/config.md in one place ([`Outcome::code`]).
 
 use crate::clock::{human, now_ms, rfc3339_ms};
 use crate::config::scenario::{self, Scenario};
@@ -235,7 +235,25 @@ pub fn main() -> std::process::ExitCode {
             };
             match limit {
                 Some((metric, l)) => {
-                    crate::analyze::run(&trace, service.as_deref(), metric, l, warmup, min_span)
+                    use crate::verdict::trend::Decision;
+                    match crate::analyze::run(
+                        &trace,
+                        service.as_deref(),
+                        metric,
+                        l,
+                        warmup,
+                        min_span,
+                    ) {
+                        Ok(Decision::Pass) => Outcome::Pass,
+                        Ok(Decision::Fail) => Outcome::Fail,
+                        Ok(Decision::Unknown) => Outcome::Harness(
+                            "unknown: not enough evidence to judge the trend".into(),
+                        ),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            Outcome::Usage
+                        }
+                    }
                 }
                 None => {
                     eprintln!(
@@ -1042,9 +1060,4 @@ impl Style {
             Severity::Bad => self.paint("31", s),
         }
     }
-}
-
-/// Resolves a path given on the command line against the current directory.
-pub fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -355,7 +355,7 @@ pub async fn run(
                 live.push(format!(
                     "{} {} {} fds",
                     sp.name,
-                    crate::verdict::bytes(f.rss_bytes as f64),
+                    crate::config::units::bytes(f.rss_bytes as f64),
                     f.fds
                 ));
                 rec.journal.send(Record::Sample {

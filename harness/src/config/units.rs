@@ -310,6 +310,18 @@ impl<'de> Deserialize<'de> for Number {
     }
 }
 
+/// Bytes as a person reads them: "12.3 MB", "4.0 KB", "512 B".
+pub fn bytes(b: f64) -> String {
+    const MB: f64 = 1024.0 * 1024.0;
+    if b.abs() >= MB {
+        format!("{:.1} MB", b / MB)
+    } else if b.abs() >= 1024.0 {
+        format!("{:.1} KB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
 impl Dur {
     pub fn ms(self) -> u64 {
         self.0.as_millis() as u64

@@ -9,6 +9,7 @@
 
 use crate::clock::human;
 use crate::config::scenario::Scenario;
+pub use crate::config::units::bytes;
 use crate::journal::{Event, EventRow, FaultParams, IncarnationRow, RunData};
 use serde::Serialize;
 use serde_json::Value;
@@ -125,17 +126,6 @@ pub fn run_end(data: &RunData) -> i64 {
 
 fn ms(d: i64) -> String {
     human(Duration::from_millis(d.max(0) as u64))
-}
-
-pub fn bytes(b: f64) -> String {
-    const MB: f64 = 1024.0 * 1024.0;
-    if b.abs() >= MB {
-        format!("{:.1} MB", b / MB)
-    } else if b.abs() >= 1024.0 {
-        format!("{:.1} KB", b / 1024.0)
-    } else {
-        format!("{b:.0} B")
-    }
 }
 
 /// The events of `service`, in journal order.
