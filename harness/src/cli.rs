@@ -502,7 +502,7 @@ pub async fn chaos(
         Err(crate::run::RunError::Config(e)) => return config_error(&e),
         Err(e) => return Outcome::Harness(e.to_string()),
     };
-    print_verdict(&outcome.report, style);
+    print_verdict(&outcome.report, outcome.inconclusive.as_deref(), style);
     println!("report: {}", outcome.run_dir.join("report.html").display());
     if let Some(why) = outcome.inconclusive {
         return Outcome::Harness(format!("inconclusive: {why}"));
@@ -533,7 +533,7 @@ fn rebuild_report(dir: &Path, style: Style) -> Outcome {
     }
     match crate::run::judge_and_report(dir) {
         Ok(report) => {
-            print_verdict(&report, style);
+            print_verdict(&report, None, style);
             println!("report: {}", dir.join("report.html").display());
             verdict_outcome(&report)
         }
@@ -594,7 +594,10 @@ fn list_runs(reports: &Path) -> Outcome {
     Outcome::Pass
 }
 
-fn print_verdict(r: &crate::report::Report, style: Style) {
+/// The assertions, then the verdict line. An inconclusive run (exit 3) says
+/// so, with why, whatever its assertions say: a run that never got going is
+/// not a FAIL of the service.
+fn print_verdict(r: &crate::report::Report, inconclusive: Option<&str>, style: Style) {
     println!();
     for a in &r.assertions {
         let (mark, sev) = match a.verdict {
@@ -613,11 +616,12 @@ fn print_verdict(r: &crate::report::Report, style: Style) {
             a.reason
         );
     }
-    let (word, sev) = match (r.interrupted, r.verdict) {
-        (true, _) => ("INTERRUPTED", Severity::Warn),
-        (_, Verdict::Pass) => ("PASS", Severity::Good),
-        (_, Verdict::Fail) => ("FAIL", Severity::Bad),
-        (_, Verdict::Unknown) => ("UNKNOWN", Severity::Warn),
+    let (word, sev) = match (r.interrupted, inconclusive, r.verdict) {
+        (true, _, _) => ("INTERRUPTED".to_string(), Severity::Warn),
+        (_, Some(why), _) => (format!("INCONCLUSIVE ({why})"), Severity::Warn),
+        (_, _, Verdict::Pass) => ("PASS".to_string(), Severity::Good),
+        (_, _, Verdict::Fail) => ("FAIL".to_string(), Severity::Bad),
+        (_, _, Verdict::Unknown) => ("UNKNOWN".to_string(), Severity::Warn),
     };
     println!(
         "{}",

@@ -256,7 +256,14 @@ fn the_example_project_runs_one_test_per_scenario_under_nextest() {
     let target = target_dir();
     let out = run(
         Command::new(env!("CARGO"))
-            .args(["nextest", "run", "--locked", "--profile", "ci", "--no-fail-fast"])
+            .args([
+                "nextest",
+                "run",
+                "--locked",
+                "--profile",
+                "ci",
+                "--no-fail-fast",
+            ])
             .current_dir(&example)
             .env("CARGO_TARGET_DIR", &target)
             .env("SOAK_BIN", env!("CARGO_BIN_EXE_soak"))

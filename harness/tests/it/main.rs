@@ -4,6 +4,7 @@
 mod chaos;
 mod common;
 mod config_errors;
+mod first_contact;
 mod soak;
 mod supervise;
 #[path = "../support/mod.rs"]
