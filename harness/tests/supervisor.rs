@@ -397,19 +397,36 @@ fn a_program_that_cannot_run_at_the_first_start_is_journaled_once_and_not_retrie
     let sb = Sandbox::new(
         r#"
 [services.typo]
-command = ["./no-such-program", "--port", "{port}"]
+command = ["./bad-interpreter", "--port", "{port}"]
 restart = "always"
 restart_delay = "50ms"
 start_limit = { burst = 5, interval = "60s" }
 
 [services.not-executable]
-command = ["./plain-file"]
+command = ["./interpreter-not-executable"]
 restart = "always"
 restart_delay = "50ms"
 start_limit = { burst = 5, interval = "60s" }
 "#,
     );
-    std::fs::write(sb.path().join("plain-file"), "not a program\n").unwrap();
+    // Both pass the preflight check (they exist and are executable), and
+    // the kernel refuses them only at exec: their interpreters are missing
+    // or not executable.
+    use std::os::unix::fs::PermissionsExt;
+    let interpreter = sb.path().join("interpreter");
+    std::fs::write(&interpreter, "not a program\n").unwrap();
+    std::fs::set_permissions(&interpreter, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for (file, text) in [
+        ("bad-interpreter", "#!/no/such/interpreter\n".to_string()),
+        (
+            "interpreter-not-executable",
+            format!("#!{}\n", interpreter.display()),
+        ),
+    ] {
+        let path = sb.path().join(file);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let run = sb.up(&["--for", "30s"]);
     sb.wait_for("both spawn failures", Duration::from_secs(20), |d| {
         events(d, "spawn-failed").count() >= 2

@@ -154,6 +154,12 @@ const ACTIONS: &[&str] = &[
 
 const LINK_ACTIONS: &[&str] = &["latency", "blackhole", "reset", "refuse", "bandwidth"];
 
+/// Whether an action, by its journaled name, is a fault on a link (whose
+/// target is a link name, which may also be a service's name).
+pub fn is_link_action(name: &str) -> bool {
+    LINK_ACTIONS.contains(&name)
+}
+
 type At<'a> = dyn Fn(std::ops::Range<usize>, String, Option<String>) -> ConfigError + 'a;
 
 /// A step whose action is a link fault: `link = "NAME"`, `for`, and the
@@ -356,6 +362,10 @@ pub struct Expect {
 pub struct FailsFast {
     pub workload: Spanned<String>,
     pub p99_max: Dur,
+    /// Requests sent in the fault's first `after` are not judged: a client
+    /// needs its timeout, maybe a few, before its breaker opens. Default: the
+    /// first fifth of the fault, at most 2 s.
+    pub after: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,7 +6,7 @@
 
 use super::{FaultRecord, Judge, Verdict, ms};
 use crate::clock::human;
-use crate::config::scenario::{FailsFast, RecoversWithin, Scenario};
+use crate::config::scenario::{FailsFast, RecoversWithin, Scenario, Step, is_link_action};
 use crate::journal::{Event, RunData};
 use crate::workload::LatencyHistogram;
 
@@ -21,7 +21,7 @@ struct Span<'a> {
 
 fn link_faults<'a>(sc: &Scenario, data: &RunData, fs: &'a [FaultRecord]) -> Vec<Span<'a>> {
     fs.iter()
-        .filter(|f| sc.config.links.contains_key(&f.target))
+        .filter(|f| is_link_fault(sc, f))
         .map(|f| {
             let rolled_back = data.events.iter().find_map(|e| match &e.event {
                 Event::FaultRolledBack { step, .. }
@@ -49,7 +49,7 @@ fn link_faults<'a>(sc: &Scenario, data: &RunData, fs: &'a [FaultRecord]) -> Vec<
 pub(super) fn hit_services(sc: &Scenario, fs: &[FaultRecord]) -> Vec<FaultRecord> {
     let mut out = Vec::new();
     for f in fs {
-        if sc.config.links.contains_key(&f.target) {
+        if is_link_fault(sc, f) {
             for s in sc.config.dependents_of_link(&f.target) {
                 out.push(FaultRecord {
                     target: s,
@@ -63,13 +63,20 @@ pub(super) fn hit_services(sc: &Scenario, fs: &[FaultRecord]) -> Vec<FaultRecord
     out
 }
 
-/// A step target as a service list: a link stands for its dependents.
-pub(super) fn hit_targets(sc: &Scenario, target: &str) -> Vec<String> {
-    if sc.config.links.contains_key(target) {
-        sc.config.dependents_of_link(target)
+/// A step's target as a service list: a link stands for its dependents.
+pub(super) fn hit_targets(sc: &Scenario, step: &Step) -> Vec<String> {
+    if step.action.is_link() {
+        sc.config.dependents_of_link(&step.target)
     } else {
-        vec![target.to_string()]
+        vec![step.target.clone()]
     }
+}
+
+/// A fault on a link, told by its action: a link and a service often share
+/// a name (`[links.store] to = "store"`), and a fault on the service is not
+/// one on its link.
+fn is_link_fault(sc: &Scenario, f: &FaultRecord) -> bool {
+    is_link_action(&f.action) && sc.config.links.contains_key(&f.target)
 }
 
 /// One load interval of a workload: [start, end], counts, histogram.
@@ -142,7 +149,13 @@ pub(super) fn fails_fast(j: &mut Judge, sc: &Scenario, fs: &[FaultRecord], ff: &
         let f = s.fault;
         // A breaker opens only after a few timeouts: those first requests
         // are slow by design.
-        let grace = (2_000).min((s.to - s.from) / 5);
+        // What the user says their client needs to give up on a silent
+        // dependency (a timeout or two before the breaker opens), else a
+        // guess that fits a breaker with second-long timeouts.
+        let grace = match ff.after {
+            Some(after) => (after.0.as_millis() as i64).min(s.to - s.from),
+            None => (2_000).min((s.to - s.from) / 5),
+        };
         let from = s.from + grace;
         let during: Vec<&Interval> = all
             .iter()

@@ -188,7 +188,7 @@ pub fn judge(sc: &Scenario, data: &RunData) -> Vec<Assertion> {
     // Each once, in the order of their first step.
     let mut targets: Vec<String> = Vec::new();
     for s in &sc.steps {
-        for t in link::hit_targets(sc, &s.target) {
+        for t in link::hit_targets(sc, s) {
             if !targets.contains(&t) {
                 targets.push(t);
             }
