@@ -244,11 +244,13 @@ impl Run {
     }
 
     /// The `hits` load intervals that ended inside [from, to].
-    fn load_between(&self, from: i64, to: i64) -> Vec<&Value> {
+    /// The load intervals journaled in [from, to], as the typed event's
+    /// fields (the journal reader keeps load rows' figures there only).
+    fn load_between(&self, from: i64, to: i64) -> Vec<Value> {
         self.events("load")
             .into_iter()
             .filter(|e| (from..=to).contains(&e.ts))
-            .map(|e| &e.detail)
+            .map(|e| serde_json::to_value(&e.event).expect("an event as JSON")["detail"].clone())
             .collect()
     }
 }
