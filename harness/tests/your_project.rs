@@ -275,7 +275,9 @@ fn the_example_project_runs_one_test_per_scenario_under_nextest() {
         !out.status.success(),
         "kill-app must fail with the bug on:\n{log}"
     );
-    let junit = std::fs::read_to_string(target.join("nextest/ci/junit.xml"))
+    // nextest keeps its store under the workspace root, whatever the
+    // target directory: examples/your-project/target/nextest/.
+    let junit = std::fs::read_to_string(example.join("target/nextest/ci/junit.xml"))
         .unwrap_or_else(|e| panic!("no junit.xml ({e}):\n{log}"));
     let doc = roxmltree::Document::parse(&junit).unwrap();
     let case = |name: &str| {
