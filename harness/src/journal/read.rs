@@ -314,26 +314,21 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         .map(|n| n > 0)
         .map_err(wrap)
     };
-    let mut metrics = Vec::new();
-    if has("metrics")? {
-        metrics = read_all(
-            &conn,
-            "metrics",
-            "SELECT ts, incarnation, name, value FROM metrics ORDER BY ts, rowid",
-            |r| {
-                Ok(MetricRow {
-                    ts: r.get(0)?,
-                    incarnation: r.get(1)?,
-                    name: r.get(2)?,
-                    value: r.get(3)?,
-                })
-            },
-        )
-        .map_err(wrap)?;
-    }
-    let mut link_samples = Vec::new();
-    if has("link_samples")? {
-        link_samples = read_all(
+    let metrics = read_if_present(
+        &conn,
+        "metrics",
+        "SELECT ts, incarnation, name, value FROM metrics ORDER BY ts, rowid",
+        |r| {
+            Ok(MetricRow {
+                ts: r.get(0)?,
+                incarnation: r.get(1)?,
+                name: r.get(2)?,
+                value: r.get(3)?,
+            })
+        },
+    )
+    .map_err(wrap)?;
+    let link_samples = read_if_present(
             &conn,
             "link_samples",
             "SELECT ts, link, connections, active, bytes_up, bytes_down FROM link_samples ORDER BY ts, rowid",
@@ -349,23 +344,19 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
             },
         )
         .map_err(wrap)?;
-    }
-    let mut lag = Vec::new();
-    if has("runtime_lag")? {
-        lag = read_all(
-            &conn,
-            "runtime_lag",
-            "SELECT ts, p99_ms, max_ms FROM runtime_lag ORDER BY ts",
-            |r| {
-                Ok(LagRow {
-                    ts: r.get(0)?,
-                    p99_ms: r.get(1)?,
-                    max_ms: r.get(2)?,
-                })
-            },
-        )
-        .map_err(wrap)?;
-    }
+    let lag = read_if_present(
+        &conn,
+        "runtime_lag",
+        "SELECT ts, p99_ms, max_ms FROM runtime_lag ORDER BY ts",
+        |r| {
+            Ok(LagRow {
+                ts: r.get(0)?,
+                p99_ms: r.get(1)?,
+                max_ms: r.get(2)?,
+            })
+        },
+    )
+    .map_err(wrap)?;
     let mut acknowledged_writes = BTreeMap::new();
     if has("writes")? {
         let mut stmt = conn
@@ -391,6 +382,25 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
         lag,
         acknowledged_writes,
     })
+}
+
+/// [`read_all`] for a table a journal of an older soak may lack: none is
+/// read as no rows.
+fn read_if_present<T>(
+    conn: &Connection,
+    table: &str,
+    sql: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let present: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get(0),
+    )?;
+    if present == 0 {
+        return Ok(Vec::new());
+    }
+    read_all(conn, table, sql, row)
 }
 
 /// Every row `sql` selects from `table`, into a vector sized once from the
