@@ -429,10 +429,13 @@ no_orphans = true
         orphan_pids,
         "the orphans are the first master's workers"
     );
-    assert_eq!(
-        run.children_of(second.pid.unwrap()).len(),
-        2,
-        "the next master runs two workers"
+    // At least its two workers: `children_of` lists every child seen over
+    // the run, and a master that replaces a worker (seen on a loaded
+    // machine) has had three.
+    assert!(
+        run.children_of(second.pid.unwrap()).len() >= 2,
+        "the next master runs two workers: {:?}",
+        run.tree
     );
     run.assert_nothing_left();
 }
@@ -485,10 +488,10 @@ no_leftovers = ["*.pid"]
     for f in ["nginx.conf", "client_body_temp"] {
         assert!(files.iter().any(|x| x == f), "no {f} in {files:?}");
     }
-    // There were workers to stop: the master ran two.
-    assert_eq!(
-        run.children_of(incs[0].pid.unwrap()).len(),
-        2,
+    // There were workers to stop: the master ran two (or more, every child
+    // seen over the run counting, should it have replaced one).
+    assert!(
+        run.children_of(incs[0].pid.unwrap()).len() >= 2,
         "{:?}",
         run.tree
     );
