@@ -249,28 +249,6 @@ fn q(s: impl AsRef<str>) -> String {
     toml::Value::String(s.as_ref().to_string()).to_string()
 }
 
-/// nginx with its default `daemon on`: the started process forks the
-/// master and exits 0; the master writes its pid to the data dir.
-const NGINX_CONF: &str = r#"master_process on;
-worker_processes 2;
-pid nginx.pid;
-lock_file nginx.lock;
-error_log stderr notice;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-    server {
-        listen 127.0.0.1:@PORT@;
-        location / { return 200 "ok\n"; }
-    }
-}
-"#;
-
 /// Runs `config` under `soak up`; kills the daemon the journal names with
 /// SIGKILL once ready, waits for the next incarnation to be ready, stops
 /// soak with SIGINT, and returns the journal. Checks on the way that the
@@ -328,7 +306,7 @@ fn nginx_daemonized_is_followed_by_its_pid_file_restarted_after_kill_9_and_stopp
     let nginx = program("nginx", "nginx-light");
     let sb = Sandbox::new("");
     let data = sb.path().join("nginx-data");
-    std::fs::write(sb.path().join("nginx.conf.in"), NGINX_CONF).unwrap();
+    std::fs::write(sb.path().join("nginx.conf.in"), support::NGINX_CONF).unwrap();
     let render_and_exec = r#"sed "s/@PORT@/$1/" nginx.conf.in > "$2/nginx.conf" && exec "$3" -e stderr -p "$2/" -c "$2/nginx.conf""#;
     std::fs::write(
         sb.config(),

@@ -59,38 +59,13 @@ fn qp(p: &Path) -> String {
     q(p.to_str().expect("a UTF-8 path"))
 }
 
-/// nginx takes its port only from its config file, so the command renders
-/// this template into the data dir with the port soak picked and then execs
-/// nginx (same pid: the incarnation's pid is the master's). Relative paths
-/// resolve against the prefix (`-p`), the data dir: nothing is written to
-/// /var/log/nginx, /var/lib/nginx or /run.
-const NGINX_CONF: &str = r#"master_process on;
-worker_processes 2;
-pid nginx.pid;
-lock_file nginx.lock;
-error_log stderr notice;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-    server {
-        listen 127.0.0.1:@PORT@;
-        location / { return 200 "ok\n"; }
-    }
-}
-"#;
-
 /// A sandbox whose soak.toml runs nginx, master and 2 workers, stopped with
 /// SIGQUIT (nginx's graceful shutdown).
 fn nginx_sandbox() -> Sandbox {
     let nginx = nginx();
     let sb = Sandbox::new("");
     let template = sb.path().join("nginx.conf.in");
-    std::fs::write(&template, NGINX_CONF).unwrap();
+    std::fs::write(&template, support::NGINX_CONF).unwrap();
     let render_and_exec = r#"sed "s/@PORT@/$1/" "$2" > "$3/nginx.conf" && exec "$4" -e stderr -p "$3/" -c "$3/nginx.conf" -g "daemon off;""#;
     let config = format!(
         r#"[harness]

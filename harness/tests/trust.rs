@@ -96,26 +96,6 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-const NGINX_CONF: &str = r#"master_process on;
-worker_processes 2;
-pid nginx.pid;
-lock_file nginx.lock;
-error_log stderr notice;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-    server {
-        listen 127.0.0.1:@PORT@;
-        location / { return 200 "ok\n"; }
-    }
-}
-"#;
-
 /// nginx, master and 2 workers, as third_party.rs runs it: the command
 /// renders the config with soak's port into the data dir and execs nginx.
 fn nginx_sandbox() -> Sandbox {
@@ -128,7 +108,7 @@ fn nginx_sandbox() -> Sandbox {
     } else {
         ""
     };
-    std::fs::write(&template, format!("{user}{NGINX_CONF}")).unwrap();
+    std::fs::write(&template, format!("{user}{}", support::NGINX_CONF)).unwrap();
     let render_and_exec = r#"sed "s/@PORT@/$1/" "$2" > "$3/nginx.conf" && exec "$4" -e stderr -p "$3/" -c "$3/nginx.conf" -g "daemon off;""#;
     let config = format!(
         r#"[harness]

@@ -146,3 +146,29 @@ pub fn scenario_files() -> Result<Vec<PathBuf>, String> {
     files.sort();
     Ok(files)
 }
+
+/// nginx, master and 2 workers, as the tests run it from Debian's package.
+/// nginx takes its port only from its config file, so a test's command
+/// renders this template (`@PORT@`) into the data dir with the port soak
+/// picked and then execs nginx (same pid: the incarnation's pid is the
+/// master's). Relative paths resolve against the prefix (`-p`), the data
+/// dir: nothing is written to /var/log/nginx, /var/lib/nginx or /run.
+pub const NGINX_CONF: &str = r#"master_process on;
+worker_processes 2;
+pid nginx.pid;
+lock_file nginx.lock;
+error_log stderr notice;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path client_body_temp;
+    proxy_temp_path proxy_temp;
+    fastcgi_temp_path fastcgi_temp;
+    uwsgi_temp_path uwsgi_temp;
+    scgi_temp_path scgi_temp;
+    server {
+        listen 127.0.0.1:@PORT@;
+        location / { return 200 "ok\n"; }
+    }
+}
+"#;
