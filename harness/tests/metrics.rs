@@ -3,6 +3,10 @@
 //! and restart), endpoints that misbehave on purpose, soak's own /metrics
 //! checked by promtool and scraped by a real Prometheus server.
 
+#[path = "support/prometheus.rs"]
+mod prometheus;
+
+use prometheus::{Prometheus, have};
 use soak::metrics::expose::{self, AssertionState, Exposition};
 use soak::metrics::parse::parse;
 use soak::metrics::{CounterPoint, Keep, ScrapeError, counter_increase, counter_rate, scrape};
@@ -54,15 +58,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn on_path(bin: &str) -> bool {
-    Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
 }
 
 /// A small service in Python instrumented with prometheus_client: GET /work
@@ -461,8 +456,7 @@ fn soak_serves_its_figures_at_metrics_and_nothing_else() {
 
 #[test]
 fn promtool_accepts_soaks_metric_names() {
-    if !on_path("promtool") {
-        eprintln!("promtool not installed (Debian package prometheus); skipping the lint");
+    if !have("promtool", "the Debian package prometheus") {
         return;
     }
     let text = expose::classic_text(&filled_exposition().encode());
@@ -491,125 +485,15 @@ fn promtool_accepts_soaks_metric_names() {
     );
 }
 
-/// A real Prometheus server on loopback with a temp config and storage,
-/// scraping `targets` every second; killed by pid when dropped.
-struct PrometheusServer {
-    _process: Process,
-    api: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl PrometheusServer {
-    fn start(targets: &[SocketAddr]) -> PrometheusServer {
-        let dir = tempfile::tempdir().unwrap();
-        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: soak\n    static_configs:\n      - targets: [{}]\n",
-                targets.join(", ")
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let log = dir.path().join("prometheus.log");
-        let process = Process(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("prometheus runs"),
-        );
-        PrometheusServer {
-            _process: process,
-            api: format!("http://127.0.0.1:{port}/api/v1"),
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// GETs an API path; None while the server is not up yet.
-    async fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let r = soak::http::request(
-            "GET",
-            &format!("{}{path}", self.api),
-            &[],
-            None,
-            Duration::from_secs(5),
-        )
-        .await
-        .ok()?;
-        serde_json::from_str(&r.body).ok()
-    }
-
-    /// Waits (at most 60 s) until every target was scraped once, and fails
-    /// with Prometheus's own words if a scrape went wrong.
-    async fn wait_for_scrapes(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(v) = self.get("/targets").await {
-                let targets = v["data"]["activeTargets"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                for t in &targets {
-                    let error = t["lastError"].as_str().unwrap_or("");
-                    assert!(
-                        error.is_empty(),
-                        "Prometheus could not scrape {}: {error}",
-                        t["scrapeUrl"]
-                    );
-                }
-                if !targets.is_empty() && targets.iter().all(|t| t["health"] == "up") {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus never scraped its targets; its log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// The value of an instant query with exactly one series in its answer.
-    async fn query_one(&self, promql: &str) -> f64 {
-        let q: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                b => format!("%{b:02X}"),
-            })
-            .collect();
-        let v = self
-            .get(&format!("/query?query={q}"))
-            .await
-            .expect("query answered");
-        let result = v["data"]["result"].as_array().cloned().unwrap_or_default();
-        assert_eq!(result.len(), 1, "{promql}: {v}");
-        result[0]["value"][1].as_str().unwrap().parse().unwrap()
-    }
-}
-
 #[test]
 fn a_real_prometheus_server_scrapes_soaks_figures() {
-    if !on_path("prometheus") {
-        eprintln!("prometheus not installed (Debian package prometheus); skipping");
+    if !have("prometheus", "the Debian package prometheus") {
         return;
     }
     let e = filled_exposition();
     runtime().block_on(async {
         let (addr, server) = serve(e.clone()).await;
-        let prometheus = PrometheusServer::start(&[addr]);
+        let prometheus = Prometheus::start(&[addr]);
         prometheus.wait_for_scrapes().await;
         assert_eq!(prometheus.query_one(r#"up{job="soak"}"#).await, 1.0);
         assert_eq!(
@@ -662,8 +546,7 @@ fn the_fleet_dashboard_is_json_with_a_query_per_panel() {
 
 #[test]
 fn the_fleet_config_and_alert_rules_pass_promtool_and_their_unit_tests() {
-    if !on_path("promtool") {
-        eprintln!("promtool not installed (Debian package prometheus); skipping");
+    if !have("promtool", "the Debian package prometheus") {
         return;
     }
     for args in [

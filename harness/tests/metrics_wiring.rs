@@ -6,22 +6,15 @@
 //! gateway's leaking queue fails `metric_slope_max` and its draining queue
 //! passes it.
 
+#[path = "support/prometheus.rs"]
+mod prometheus;
 mod support;
 
+use prometheus::{Prometheus, have};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A child process killed by its pid and reaped however the test ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -36,25 +29,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// Whether `bin` runs. Under CI (`CI=true`) a missing program fails the
-/// test: a CI machine without it would otherwise pass vacuously.
-fn have(bin: &str, package: &str) -> bool {
-    let found = Command::new(bin)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{bin} is missing under CI: install {package} (scripts/test does)"
-        );
-        eprintln!("{bin} not installed ({package}); skipping");
-    }
-    found
 }
 
 /// A run directory written into `dir`: the journal of the last run.
@@ -117,82 +91,6 @@ fn fixture_dir() -> tempfile::TempDir {
     dir
 }
 
-/// A real Prometheus server on loopback scraping `target` every second;
-/// killed by pid when dropped.
-struct Prometheus {
-    _process: Process,
-    api: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: soak\n    static_configs:\n      - targets: [\"{target}\"]\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let log = dir.path().join("prometheus.log");
-        let process = Process(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("prometheus runs"),
-        );
-        Prometheus {
-            _process: process,
-            api: format!("http://127.0.0.1:{port}/api/v1"),
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// The series of an instant query: (labels, value); None while the
-    /// server is not answering yet.
-    async fn query(&self, promql: &str) -> Option<Vec<(serde_json::Value, f64)>> {
-        let q: String = promql
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
-                b => format!("%{b:02X}"),
-            })
-            .collect();
-        let r = soak::http::request(
-            "GET",
-            &format!("{}/query?query={q}", self.api),
-            &[],
-            None,
-            Duration::from_secs(5),
-        )
-        .await
-        .ok()?;
-        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
-        let result = v["data"]["result"].as_array()?.clone();
-        Some(
-            result
-                .into_iter()
-                .filter_map(|s| {
-                    let value = s["value"][1].as_str()?.parse().ok()?;
-                    Some((s["metric"].clone(), value))
-                })
-                .collect(),
-        )
-    }
-}
-
 #[test]
 fn prometheus_scrapes_soak_chaos_and_reads_the_restart_it_caused() {
     if !have("prometheus", "the Debian package prometheus") {
@@ -220,7 +118,7 @@ fn prometheus_scrapes_soak_chaos_and_reads_the_restart_it_caused() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("soak runs");
-    let prometheus = Prometheus::start(addr);
+    let prometheus = Prometheus::start(&[addr]);
     let seen = runtime().block_on(async {
         let deadline = Instant::now() + Duration::from_secs(35);
         loop {
