@@ -492,10 +492,12 @@ fn nginx__hang__of_master_and_workers_is_detected_and_restarted() {
         .map(|p| p.as_i64().unwrap() as i32)
         .collect();
     assert!(stopped.contains(&master), "{stopped:?}");
+    // Its 2 workers were stopped with it (children_of counts every child
+    // seen over the run, a worker the master replaced earlier included).
     let workers = run.children_of(master);
     assert!(
-        workers.iter().all(|w| stopped.contains(w)) && workers.len() >= 2,
-        "every worker was stopped too: {stopped:?} {workers:?}"
+        workers.iter().filter(|w| stopped.contains(w)).count() >= 2,
+        "the workers were stopped too: {stopped:?} {workers:?}"
     );
     run.assert_nothing_left();
 }
@@ -854,9 +856,10 @@ fn python__hang__is_detected_and_restarted() {
     run.assert_nothing_left();
 }
 
-/// No fd to spare: Python's http.server cannot accept (socketserver drops
-/// the EMFILE and tries again), so requests wait in the backlog and are
-/// all answered once fds return: a stall, no restart, nothing lost.
+/// No fd to spare: Python's http.server cannot accept (socketserver
+/// ignores accept's EMFILE and selects again), so requests wait in the
+/// backlog, or retry their SYN, and are all answered once fds return: a
+/// stall, no restart, nothing lost.
 #[test]
 fn python__fd_exhaustion__stalls_requests_in_the_backlog_then_serves_all() {
     let run = fd_starved(&python_sandbox("503", 20), "store", "items");
