@@ -1,37 +1,19 @@
 //! Faults that reach the processes that matter, and undos that reach only
-//! them, proven on real services through the real `soak chaos`: nginx
-//! (master and workers, Debian's `nginx-light`, which .ci/run installs), a
-//! `sh -c` wrapper whose child is born during the hold, and Python services
-//! written here that refuse, crash or run twice on the same data.
+//! them, proven on real services through the real `soak chaos`: a `sh -c`
+//! wrapper whose child is born during the hold, and Python services written
+//! here that crash or run twice on the same data, or are replaced during a
+//! fault. (nginx's workers under fd-exhaustion, and a duplicate that
+//! refuses, are cells of tests/matrix.rs.)
 
 #[path = "it/common.rs"]
 mod common;
 mod support;
 
 use common::{Running, Sandbox, descendants, events};
-use serde_json::Value;
 use soak::supervise::procfs;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-/// `s` as a TOML string, quoted and escaped.
-fn q(s: impl AsRef<str>) -> String {
-    toml::Value::String(s.as_ref().to_string()).to_string()
-}
-
-fn qp(p: &Path) -> String {
-    q(p.to_str().expect("a UTF-8 path"))
-}
-
-fn nginx() -> PathBuf {
-    ["/usr/sbin", "/usr/local/sbin", "/sbin", "/usr/bin"]
-        .iter()
-        .map(|d| Path::new(d).join("nginx"))
-        .find(|p| p.is_file())
-        .expect("`nginx` not found: install the Debian package `nginx-light` (.ci/run does)")
-}
+use support::run::q;
 
 /// The soft RLIMIT_NOFILE of `pid`, as /proc/PID/limits shows it.
 fn soft_nofile(pid: i32) -> Option<u64> {
@@ -67,24 +49,6 @@ fn finished(sb: &Sandbox, run: Running) -> soak::journal::RunData {
     sb.journal()
 }
 
-/// pid -> (lowered soft, soft before) from a fault-injected detail.
-fn lowered(detail: &Value) -> BTreeMap<i32, (u64, u64)> {
-    detail["processes"]
-        .as_array()
-        .expect("a list of processes")
-        .iter()
-        .map(|p| {
-            (
-                p["pid"].as_i64().unwrap() as i32,
-                (
-                    p["soft"].as_u64().unwrap(),
-                    p["soft_before"].as_u64().unwrap(),
-                ),
-            )
-        })
-        .collect()
-}
-
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -94,103 +58,6 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// nginx, master and 2 workers, as third_party.rs runs it: the command
-/// renders the config with soak's port into the data dir and execs nginx.
-fn nginx_sandbox() -> Sandbox {
-    let sb = Sandbox::new("");
-    let template = sb.path().join("nginx.conf.in");
-    // A root master runs its workers as `nobody`; without CAP_SYS_RESOURCE
-    // soak may not change their limits (and says so), so they keep root.
-    let user = if unsafe { libc::geteuid() } == 0 {
-        "user root;\n"
-    } else {
-        ""
-    };
-    std::fs::write(&template, format!("{user}{}", support::NGINX_CONF)).unwrap();
-    let render_and_exec = r#"sed "s/@PORT@/$1/" "$2" > "$3/nginx.conf" && exec "$4" -e stderr -p "$3/" -c "$3/nginx.conf" -g "daemon off;""#;
-    let config = format!(
-        r#"[harness]
-reports = "reports"
-sample_every = "1s"
-
-[services.nginx]
-command = ["/bin/sh", "-c", {script}, "sh", "{{port}}", {template}, "{{data_dir}}", {nginx}]
-port = "auto"
-data_dir = "auto"
-restart = "on-failure"
-restart_delay = "100ms"
-stop = {{ signal = "QUIT", grace = "10s" }}
-
-[services.nginx.health]
-http = "http://127.0.0.1:{{port}}/"
-expect_status = 200
-interval = "500ms"
-timeout = "1s"
-failures = 3
-start_grace = "10s"
-"#,
-        script = q(render_and_exec),
-        template = qp(&template),
-        nginx = qp(&nginx()),
-    );
-    std::fs::write(sb.config(), config).unwrap();
-    sb
-}
-
-#[test]
-fn fd_exhaustion_lowers_every_nginx_worker_and_restores_each() {
-    let sb = nginx_sandbox();
-    let run = start(
-        &sb,
-        "services = [\"nginx\"]\nduration = \"14s\"\n[[steps]]\nat = \"1s\"\naction = \"fd-exhaustion\"\ntarget = \"nginx\"\nheadroom = 40\nfor = \"6s\"\n",
-    );
-    let d = sb.wait_for("the fault", Duration::from_secs(40), |d| {
-        events(d, "fault-injected").count() == 1
-    });
-    let injected = events(&d, "fault-injected").next().unwrap().detail.clone();
-    let master = injected["pid"].as_i64().unwrap() as i32;
-    let before = injected["soft_before"].as_u64().unwrap();
-    let workers = descendants(master);
-    assert_eq!(workers.len(), 2, "nginx runs 2 workers: {injected}");
-    for pid in std::iter::once(master).chain(workers.iter().copied()) {
-        assert!(
-            soft_nofile(pid).is_some_and(|s| s < before),
-            "pid {pid} ({}) keeps its limit during the hold: {injected}",
-            procfs::cmdline(pid)
-        );
-    }
-    let lowered = lowered(&injected);
-    for pid in std::iter::once(master).chain(workers.iter().copied()) {
-        assert_eq!(
-            soft_nofile(pid),
-            lowered.get(&pid).map(|l| l.0),
-            "pid {pid}: {injected}"
-        );
-    }
-    sb.wait_for("the rollback", Duration::from_secs(20), |d| {
-        events(d, "fault-rolled-back").count() == 1
-    });
-    for pid in std::iter::once(master).chain(workers.iter().copied()) {
-        assert_eq!(
-            soft_nofile(pid),
-            Some(lowered[&pid].1),
-            "pid {pid} after the rollback"
-        );
-    }
-    let d = finished(&sb, run);
-    let rb = &events(&d, "fault-rolled-back").next().unwrap().detail;
-    assert_eq!(rb["target_replaced"], false, "{rb}");
-    assert!(
-        rb["processes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| workers.contains(&(p["pid"].as_i64().unwrap() as i32)))
-            .all(|p| p["outcome"] == "restored"),
-        "{rb}"
-    );
 }
 
 #[test]
@@ -268,8 +135,8 @@ start_grace = "10s"
 }
 
 /// A Python service that takes a lock on its data dir and serves HTTP. When
-/// the lock is held it does what `on_busy` says: `refuse` (exit 3 with a
-/// message), `segv` (die of SIGSEGV) or `ignore` (serve anyway).
+/// the lock is held it does what `on_busy` says: `segv` (die of SIGSEGV)
+/// or `ignore` (serve anyway).
 const LOCKED_SERVICE: &str = r#"
 import fcntl, http.server, os, signal, sys
 port, data, on_busy = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -277,9 +144,6 @@ lock = open(os.path.join(data, "lock"), "w")
 try:
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 except OSError:
-    if on_busy == "refuse":
-        print(data + "/lock is held by another instance: refusing to start", file=sys.stderr, flush=True)
-        sys.exit(3)
     if on_busy == "segv":
         print("about to crash", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGSEGV)
@@ -326,21 +190,6 @@ start_grace = "10s"
 }
 
 const DUPLICATE: &str = "services = [\"svc\"]\nduration = \"8s\"\n[[steps]]\nat = \"1s\"\naction = \"duplicate\"\ntarget = \"svc\"\nfor = \"4s\"\n";
-
-#[test]
-fn a_duplicate_that_refuses_is_journaled_with_its_exit_code_and_why() {
-    let sb = locked_sandbox("refuse", "http = \"http://127.0.0.1:{port}/\"", "5s");
-    let d = finished(&sb, start(&sb, DUPLICATE));
-    let ended = &events(&d, "duplicate-ended")
-        .next()
-        .expect("the duplicate ended")
-        .detail;
-    assert_eq!(ended["refused"], true, "{ended}");
-    assert_eq!(ended["exit_code"], 3, "{ended}");
-    assert_eq!(ended["signal"], Value::Null, "{ended}");
-    let tail = ended["log_tail"].to_string();
-    assert!(tail.contains("held by another instance"), "{ended}");
-}
 
 #[test]
 fn a_duplicate_that_crashes_is_not_a_refusal() {

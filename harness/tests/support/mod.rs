@@ -18,6 +18,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod run;
+
 /// The workspace root.
 pub fn repo() -> PathBuf {
     // Cargo and nextest set it at run time too; nextest's is right for an
