@@ -101,6 +101,24 @@ async fn force_kill(engine: &Engine, id: &str) {
     }
 }
 
+/// A pidfd of `pid`, readable once it has exited: the moment to read the
+/// OOM counter, before the engine tears the container's cgroup down.
+fn exit_watch(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) with no flags; the result is a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd was just returned by the kernel and nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the OwnedFd is valid and is neither replaced nor closed while
+    // the AsyncFd owns it.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE).ok()
+    }
+}
+
 async fn incarnation(
     spec: ShimSpec,
     c: ContainerSpec,
@@ -220,6 +238,13 @@ async fn incarnation(
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    // Podman on cgroup v1 reports OOMKilled false for a kill by the memory
+    // limit; the cgroup's own counter, read as the main process exits
+    // (before the cgroup is removed), says it either way.
+    let oom_file = procfs::oom_file(main);
+    let oom_before = oom_file.as_deref().and_then(procfs::oom_kills);
+    let mut exit_watch = exit_watch(main);
+    let mut oom_counted = false;
     let wait = engine.wait(&id);
     tokio::pin!(wait);
     let mut stop_deadline: Option<tokio::time::Instant> = None;
@@ -231,8 +256,19 @@ async fn incarnation(
                 None => std::future::pending().await,
             }
         };
+        let main_exited = async {
+            match &exit_watch {
+                Some(w) => drop(w.readable().await),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = &mut wait => break false,
+            () = main_exited => {
+                exit_watch = None;
+                let after = oom_file.as_deref().and_then(procfs::oom_kills);
+                oom_counted = matches!((oom_before, after), (Some(b), Some(a)) if a > b);
+            }
             () = grace_over => {
                 killed_after_grace = true;
                 stop_deadline = None;
@@ -294,7 +330,7 @@ async fn incarnation(
     let ts = now_ms();
     let state = engine.state(&id).await.ok();
     let (exit_code, signal) = decode(state.and_then(|s| s.exit_code));
-    let oom_killed = state.is_some_and(|s| s.oom_killed);
+    let oom_killed = oom_counted || state.is_some_and(|s| s.oom_killed);
     // The log stream ends with the container; bounded in case it does not.
     let _ = tokio::time::timeout(Duration::from_secs(1), pump).await;
     let removed = engine.remove(&id).await;
