@@ -133,6 +133,29 @@ pub async fn inject(
     let live = sup.state(&step.target).map_err(|e| err(e.to_string()))?;
     let state = live.borrow().clone();
     let pid = state.pid.ok_or_else(|| err("it is not running".into()))?;
+    // A container whose processes this host cannot see (an engine on
+    // another host): only faults through the engine or on its files reach it.
+    if state.container.is_some()
+        && pid <= 0
+        && matches!(
+            step.action,
+            Action::FdExhaustion { .. }
+                | Action::Hang {
+                    scope: Scope::Children,
+                    ..
+                }
+                | Action::Kill {
+                    scope: Scope::Group | Scope::Children,
+                    ..
+                }
+        )
+    {
+        return Err(err(
+            "its container's processes are not visible from this host (an engine elsewhere?): \
+             this fault acts on processes; kill with scope main, stop, hang and the file faults go through the engine or the data dir"
+                .into(),
+        ));
+    }
     let (undo, detail, text) = match &step.action {
         Action::Link { .. } => unreachable!("link faults returned above"),
         Action::Kill { signal, scope } => {

@@ -703,13 +703,6 @@ fn check_image(name: &str, s: &Service, path: &Path, source: &str) -> Result<(),
                 "name an image the engine has, e.g. image = \"redis:7\"",
             ));
         }
-        Some(image) if image.get_ref().contains('@') => {
-            return Err(at(
-                Some(image.span()),
-                format!("the `image` of `{name}` is a digest reference"),
-                "tag it and name the tag: docker tag IMAGE@sha256:... NAME:TAG",
-            ));
-        }
         Some(_) => {}
         None if !has_command => {
             return Err(at(

@@ -2,7 +2,14 @@
 //!
 //! soak runs an `image` service through testcontainers-rs on whatever
 //! Docker-API engine `DOCKER_HOST` names (Docker Engine, or Podman's
-//! `podman system service`), else the default socket. testcontainers-rs has no
+//! `podman system service`), else the default socket: through bollard, the
+//! engine client testcontainers-rs is built on and re-exports.
+//! testcontainers' own runner is not used for the start: it inspects the
+//! container right after starting it and gives up (removing it) when the
+//! container is in a state bollard does not know, which Podman's transient
+//! `stopped` is for a container that exits at once, such as a duplicate that
+//! refuses; the exit, the very thing to observe, was lost. The tests build
+//! their images with testcontainers. testcontainers-rs has no
 //! reaper container (no Ryuk): nothing is pulled to clean up, and the shim
 //! that owns a container removes it when soak goes, SIGKILL included. soak
 //! never pulls: an image the engine does not have is an error that says so,
@@ -16,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
+use testcontainers::bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use testcontainers::bollard::{self, Docker, query_parameters as q};
 
 /// Label naming the soak run a container belongs to (the run directory's name).
@@ -159,6 +167,65 @@ impl Engine {
             .collect())
     }
 
+    /// Creates and starts a container of `spec` running `args` with `env`,
+    /// labelled as owned by the shim of pid `owner`; returns its id. A
+    /// container that was created but would not start is removed.
+    pub async fn run(
+        &self,
+        spec: &ContainerSpec,
+        args: &[String],
+        env: &[(String, String)],
+        owner: u32,
+    ) -> Result<String, EngineError> {
+        let mut labels: HashMap<String, String> = spec.labels.iter().cloned().collect();
+        labels.insert(OWNER_LABEL.into(), owner.to_string());
+        let host = HostConfig {
+            // The host network: ports, {port} and loopback probes work as for
+            // a process.
+            network_mode: Some("host".into()),
+            mounts: Some(
+                spec.mounts
+                    .iter()
+                    .map(|m| Mount {
+                        target: Some(m.display().to_string()),
+                        source: Some(m.display().to_string()),
+                        typ: Some(MountType::BIND),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            // Swap equal to the limit: no swap, so an overrun is an OOM
+            // kill, not a slow crawl.
+            memory: spec.memory.map(|m| m as i64),
+            memory_swap: spec.memory.map(|m| m as i64),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9) as i64),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: (!args.is_empty()).then(|| args.to_vec()),
+            env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(labels),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_container(None::<q::CreateContainerOptions>, body)
+            .await
+            .map_err(|e| self.failed(e))?
+            .id;
+        if let Err(e) = self
+            .docker
+            .start_container(&id, None::<q::StartContainerOptions>)
+            .await
+        {
+            let _ = self.remove(&id).await;
+            return Err(self.failed(e));
+        }
+        Ok(id)
+    }
+
     /// Running containers of soak runs whose shim is gone.
     pub async fn leftovers(&self) -> Result<Vec<Labelled>, EngineError> {
         Ok(self
@@ -169,14 +236,15 @@ impl Engine {
             .collect())
     }
 
-    /// The container's state: (host pid of its main process, running, paused,
-    /// exit code, OOM-killed).
+    /// The container's state: host pid of its main process, running, paused,
+    /// exit code, OOM-killed.
     pub async fn state(&self, id: &str) -> Result<State, EngineError> {
-        let c = self
-            .docker
-            .inspect_container(id, None::<q::InspectContainerOptions>)
-            .await
-            .map_err(|e| self.failed(e))?;
+        let c = settled(|| {
+            self.docker
+                .inspect_container(id, None::<q::InspectContainerOptions>)
+        })
+        .await
+        .map_err(|e| self.failed(e))?;
         let s = c.state.unwrap_or_default();
         Ok(State {
             pid: s.pid.unwrap_or(0) as i32,
@@ -262,6 +330,25 @@ impl Labelled {
     }
 }
 
+/// Runs an engine call again while its answer names a container state this
+/// client does not know: Podman passes through `stopped` between a
+/// process's exit and its clean-up, for a few hundred milliseconds.
+async fn settled<T, F: Future<Output = Result<T, bollard::errors::Error>>>(
+    call: impl Fn() -> F,
+) -> Result<T, bollard::errors::Error> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match call().await {
+            Err(bollard::errors::Error::JsonDataError { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// What [`Engine::state`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
@@ -283,20 +370,6 @@ pub fn removal_hint() -> String {
     format!("{cli} rm -f $({cli} ps -aq --filter label={RUN_LABEL})")
 }
 
-/// `name:tag` of an image reference as testcontainers wants them apart; a
-/// reference without a tag is `latest`. (A digest reference is refused by
-/// the config: testcontainers joins name and tag with a colon.)
-pub fn split_reference(image: &str) -> (String, String) {
-    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last_slash..].rfind(':') {
-        Some(i) => (
-            image[..last_slash + i].into(),
-            image[last_slash + i + 1..].into(),
-        ),
-        None => (image.into(), "latest".into()),
-    }
-}
-
 /// Runs `f` on a runtime of its own in a thread of its own: for engine calls
 /// from code that may run inside, or outside, soak's runtime (preflight, a
 /// fault's undo on drop).
@@ -313,24 +386,4 @@ pub fn blocking<T: Send>(f: impl AsyncFnOnce() -> T + Send) -> Option<T> {
         .ok()
         .flatten()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_split_at_the_tag_not_the_registry_port() {
-        let s = |r: &str| split_reference(r);
-        assert_eq!(s("redis:7"), ("redis".into(), "7".into()));
-        assert_eq!(s("redis"), ("redis".into(), "latest".into()));
-        assert_eq!(
-            s("localhost:5000/team/app:1.2"),
-            ("localhost:5000/team/app".into(), "1.2".into())
-        );
-        assert_eq!(
-            s("localhost:5000/app"),
-            ("localhost:5000/app".into(), "latest".into())
-        );
-    }
 }

@@ -1,7 +1,7 @@
 //! The shim's container mode: one shim owns one container for one
 //! incarnation, as it owns a process tree in process mode.
 //!
-//! It creates and starts the container through testcontainers-rs (host
+//! It creates and starts the container through the engine (host
 //! network, the data dir mounted at the same path, labels naming the run
 //! and the service, the memory and CPU limits), pumps its logs into the
 //! service's log file, reports the container's main process as the host
@@ -17,20 +17,14 @@ use super::logs::{LogFile, Stream};
 use super::procfs;
 use super::shim::{Control, Scope, ShimCommand, ShimReport, ShimSpec, report};
 use crate::clock::now_ms;
-use crate::container::{ContainerSpec, Engine, split_reference};
+use crate::container::{ContainerSpec, Engine};
 use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testcontainers::bollard::container::LogOutput;
 use testcontainers::bollard::query_parameters::LogsOptions;
-use testcontainers::core::Mount;
-use testcontainers::runners::AsyncRunner;
-use testcontainers::{GenericImage, ImageExt};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-
-/// How long an image gets to be created and started.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Entry of the container mode, after the spec line was read.
 pub(super) fn run(spec: ShimSpec, c: ContainerSpec, control: Control) -> Result<(), String> {
@@ -83,6 +77,11 @@ fn decode(code: Option<i64>) -> (Option<i32>, Option<i32>) {
 /// The container's processes as the host sees them: its main process and
 /// every descendant of it.
 fn host_pids(main: i32) -> Vec<i32> {
+    // No main process (the container ended before it was seen): nothing,
+    // and never pid 0, which kill(2) reads as the shim's own group.
+    if main <= 0 {
+        return Vec::new();
+    }
     let mut pids = vec![main];
     pids.extend(procfs::descendants(main).iter().map(|p| p.pid));
     pids
@@ -141,44 +140,11 @@ async fn incarnation(
             return Ok(());
         }
     };
-    let (name, tag) = split_reference(&c.image);
-    let mut request = GenericImage::new(name, tag)
-        .with_cmd(spec.argv.clone())
-        .with_startup_timeout(START_TIMEOUT);
-    for (k, v) in &spec.env {
-        request = request.with_env_var(k, v);
-    }
-    for (k, v) in &c.labels {
-        request = request.with_label(k, v);
-    }
-    request = request.with_label(
-        crate::container::OWNER_LABEL,
-        std::process::id().to_string(),
-    );
-    for m in &c.mounts {
-        let path = m.display().to_string();
-        request = request.with_mount(Mount::bind_mount(path.clone(), path));
-    }
-    let (memory, cpus) = (c.memory, c.cpus);
-    request = request.with_host_config_modifier(move |h| {
-        // The host network as a mode, not through testcontainers'
-        // `with_network`, which would try to create a network named "host"
-        // (Podman has none by that name).
-        h.network_mode = Some("host".into());
-        if let Some(m) = memory {
-            // Swap equal to the limit: no swap, so the limit is the
-            // limit and an overrun is an OOM kill, not a slow crawl.
-            h.memory = Some(m as i64);
-            h.memory_swap = Some(m as i64);
-        }
-        if let Some(c) = cpus {
-            h.nano_cpus = Some((c * 1e9) as i64);
-        }
-    });
-    // Not raced against soak's end: a start cut off midway could leave a
-    // container created and unowned. The loop below sees the EOF next.
-    let container = match request.start().await {
-        Ok(c) => c,
+    let id = match engine
+        .run(&c, &spec.argv, &spec.env, std::process::id())
+        .await
+    {
+        Ok(id) => id,
         Err(e) => {
             spawn_failed(
                 &log,
@@ -187,12 +153,29 @@ async fn incarnation(
             return Ok(());
         }
     };
-    let id = container.id().to_string();
-    // From here on the shim removes the container itself, on every path;
-    // testcontainers' remove-on-drop would need a runtime that is gone.
-    std::mem::forget(container);
     let started = now_ms();
-    let main = engine.state(&id).await.map(|s| s.pid).unwrap_or(0);
+    // 0 once the container has ended already (nothing runs to point at),
+    // and for an engine on another host or in another PID namespace, whose
+    // pid names none of this host's processes: a pid of this host is one
+    // whose cgroup names the container (Docker and Podman both name it so).
+    // Without it, faults that act on processes refuse, and sampling finds
+    // nothing, rather than touch a stranger.
+    let main = engine.state(&id).await.map(|s| s.pid).unwrap_or(0).max(0);
+    let main = if main > 0
+        && std::fs::read_to_string(format!("/proc/{main}/cgroup")).is_ok_and(|c| c.contains(&id))
+    {
+        main
+    } else {
+        if main > 0 {
+            soak_line(
+                &log,
+                &format!(
+                    "the engine's pid {main} of container {id} is not a process of this host: faults on its processes and sampling are off"
+                ),
+            );
+        }
+        0
+    };
     soak_line(
         &log,
         &format!(
@@ -241,9 +224,9 @@ async fn incarnation(
     // Podman on cgroup v1 reports OOMKilled false for a kill by the memory
     // limit; the cgroup's own counter, read as the main process exits
     // (before the cgroup is removed), says it either way.
-    let oom_file = procfs::oom_file(main);
+    let oom_file = (main > 0).then(|| procfs::oom_file(main)).flatten();
     let oom_before = oom_file.as_deref().and_then(procfs::oom_kills);
-    let mut exit_watch = exit_watch(main);
+    let mut exit_watch = (main > 0).then(|| exit_watch(main)).flatten();
     let mut oom_counted = false;
     let wait = engine.wait(&id);
     tokio::pin!(wait);
@@ -290,7 +273,7 @@ async fn incarnation(
                                 if engine.kill(&id, signal).await.is_ok() { vec![main] } else { Vec::new() }
                             }
                             Scope::Group => host_pids(main),
-                            Scope::Children => host_pids(main).split_off(1),
+                            Scope::Children => host_pids(main).into_iter().skip(1).collect(),
                         };
                         if scope != Scope::Main {
                             for &pid in &pids {
