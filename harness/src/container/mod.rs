@@ -387,3 +387,35 @@ pub fn blocking<T: Send>(f: impl AsyncFnOnce() -> T + Send) -> Option<T> {
         .flatten()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labelled(owner: i32) -> Labelled {
+        Labelled {
+            id: "c".into(),
+            run: "r".into(),
+            service: "s".into(),
+            owner,
+        }
+    }
+
+    #[test]
+    fn a_container_is_owned_only_while_a_shim_of_that_pid_runs() {
+        assert!(!labelled(0).owned(), "no owner label");
+        // This test's own process is alive but is not a shim.
+        assert!(!labelled(std::process::id() as i32).owned());
+        let mut shim = std::process::Command::new("sleep")
+            .args(["30", "__shim"])
+            .spawn()
+            .unwrap();
+        assert!(labelled(shim.id() as i32).owned());
+        shim.kill().unwrap();
+        shim.wait().unwrap();
+        assert!(
+            !labelled(shim.id() as i32).owned(),
+            "a reaped shim owns nothing"
+        );
+    }
+}
