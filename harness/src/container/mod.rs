@@ -410,7 +410,15 @@ mod tests {
             .args(["30", "__shim"])
             .spawn()
             .unwrap();
-        assert!(labelled(shim.id() as i32).owned());
+        // Until its exec is done it shows the test's command line.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !labelled(shim.id() as i32).owned() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a live shim owns its container"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         shim.kill().unwrap();
         shim.wait().unwrap();
         assert!(
