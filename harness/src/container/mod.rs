@@ -140,13 +140,12 @@ impl Engine {
         }
     }
 
-    /// Containers of any soak run, running ones only unless `all`.
-    pub async fn soak_containers(&self, all: bool) -> Result<Vec<Labelled>, EngineError> {
+    /// Running containers of any soak run.
+    pub async fn soak_containers(&self) -> Result<Vec<Labelled>, EngineError> {
         let filters = HashMap::from([("label".to_string(), vec![RUN_LABEL.to_string()])]);
         let list = self
             .docker
             .list_containers(Some(q::ListContainersOptions {
-                all,
                 filters: Some(filters),
                 ..Default::default()
             }))
@@ -229,7 +228,7 @@ impl Engine {
     /// Running containers of soak runs whose shim is gone.
     pub async fn leftovers(&self) -> Result<Vec<Labelled>, EngineError> {
         Ok(self
-            .soak_containers(false)
+            .soak_containers()
             .await?
             .into_iter()
             .filter(|c| !c.owned())
