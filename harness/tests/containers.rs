@@ -539,3 +539,37 @@ no_orphans = true
     let (code, out, report) = bench.chaos(&scenario);
     assert_eq!(code, 0, "{}\n{out}", assertions(&report, "fail"));
 }
+
+/// fd-exhaustion reaches a container's processes by their host pids.
+#[test]
+fn fd_exhaustion_of_a_container_is_ridden_out() {
+    must_pass("fd-exhaustion-gateway", "", "");
+}
+
+#[test]
+fn fd_exhaustion_of_a_container_that_crashes_on_emfile_fails() {
+    must_fail(
+        "fd-exhaustion-gateway",
+        "emfile-crash",
+        "",
+        "survives",
+        "died during the fd-exhaustion: exit code 1",
+    );
+}
+
+/// The lock is taken from the host on the database in the mounted data dir.
+#[test]
+fn a_sqlite_lock_on_a_container_s_database_loses_no_write() {
+    must_pass("sqlite-lock-store", "", "");
+}
+
+#[test]
+fn a_sqlite_lock_on_a_container_that_crashes_on_busy_fails() {
+    must_fail(
+        "sqlite-lock-store",
+        "",
+        "busy-crash",
+        "survives",
+        "died during the sqlite-lock",
+    );
+}
