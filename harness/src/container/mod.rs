@@ -1,16 +1,16 @@
 //! Image services: the engine, the container spec and its labels.
 //!
-//! soak runs an `image` service through testcontainers-rs on whatever
-//! Docker-API engine `DOCKER_HOST` names (Docker Engine, or Podman's
-//! `podman system service`), else the default socket: through bollard, the
-//! engine client testcontainers-rs is built on and re-exports.
-//! testcontainers' own runner is not used for the start: it inspects the
-//! container right after starting it and gives up (removing it) when the
-//! container is in a state bollard does not know, which Podman's transient
-//! `stopped` is for a container that exits at once, such as a duplicate that
-//! refuses; the exit, the very thing to observe, was lost. The tests build
-//! their images with testcontainers. testcontainers-rs has no
-//! reaper container (no Ryuk): nothing is pulled to clean up, and the shim
+//! soak runs an `image` service on whatever Docker-API engine `DOCKER_HOST`
+//! names (Docker Engine, or Podman's `podman system service`), else the
+//! default socket, through bollard: the engine client testcontainers-rs is
+//! built on and re-exports. testcontainers' own runner is not used for the
+//! start: it inspects a container right after starting it and gives up
+//! (removing it) when bollard cannot read the state, which Podman's
+//! transient `stopped` is for a container that exits at once, such as a
+//! duplicate that refuses; the exit, the very thing to observe, was lost.
+//! The tests build their images with testcontainers.
+//!
+//! There is no reaper container (testcontainers-rs has no Ryuk): the shim
 //! that owns a container removes it when soak goes, SIGKILL included. soak
 //! never pulls: an image the engine does not have is an error that says so,
 //! because a pull from a registry that is not reachable hangs a start.
