@@ -117,6 +117,7 @@ impl Bench {
 
     /// `soak chaos SCENARIO`, bounded: (exit code, output, report.json).
     fn chaos(&self, scenario: &Path) -> (i32, String, serde_json::Value) {
+        let _engine = engine_lock(false);
         let (code, output) = run_bounded(
             Command::new(soak_bin())
                 .arg("chaos")
@@ -137,6 +138,24 @@ impl Bench {
         rusqlite::Connection::open(self.reports().join("latest/journal.sqlite"))
             .expect("the run's journal")
     }
+}
+
+/// Every soak run of these tests holds this shared; the test that leaves a
+/// container without an owner holds it exclusively, since every soak that
+/// starts meanwhile would (rightly) refuse to start.
+fn engine_lock(exclusive: bool) -> std::fs::File {
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("soak-containers-tests.lock"))
+        .expect("the tests' lock file");
+    if exclusive {
+        f.lock().expect("the lock");
+    } else {
+        f.lock_shared().expect("the lock");
+    }
+    f
 }
 
 /// Runs `cmd` to its end or kills it (by pid) after `limit`.
@@ -417,6 +436,7 @@ fn soak_sigkilled_leaves_no_container_behind() {
         })
         .collect();
     let bench = Bench::new(&format!("[harness]\nreports = \"reports\"\n{services}"));
+    let _engine = engine_lock(false);
     let soak = Command::new(soak_bin())
         .args(["up", "--plain", "--reports"])
         .arg(bench.reports())
@@ -571,5 +591,87 @@ fn a_sqlite_lock_on_a_container_that_crashes_on_busy_fails() {
         "busy-crash",
         "survives",
         "died during the sqlite-lock",
+    );
+}
+
+/// A running container labelled by a soak run whose shim is gone (the host
+/// went down, say): `soak up` refuses to start and says how to remove it.
+#[test]
+fn soak_up_refuses_while_an_earlier_run_s_container_runs() {
+    use testcontainers::bollard::models::{ContainerCreateBody, HostConfig};
+    use testcontainers::bollard::query_parameters as q;
+    let image = fixture_image();
+    let docker = images::engine();
+    let _engine = engine_lock(true);
+    // An owner that is gone: a process that has exited and been reaped.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().display().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let labels = std::collections::HashMap::from([
+        ("soak.run".to_string(), "an-earlier-run".to_string()),
+        ("soak.service".to_string(), "store".to_string()),
+        ("soak.owner".to_string(), gone.id().to_string()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(image.clone()),
+        cmd: Some(
+            ["/store", "--port", &port.to_string(), "--data", &data]
+                .map(String::from)
+                .to_vec(),
+        ),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some("host".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let id = images::block_on(docker.create_container(None::<q::CreateContainerOptions>, body))
+        .expect("a leftover container")
+        .id;
+    // Removed by id however the test ends.
+    struct Removed<'a>(&'a testcontainers::bollard::Docker, String);
+    impl Drop for Removed<'_> {
+        fn drop(&mut self) {
+            let options = q::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            let _ = images::block_on(self.0.remove_container(&self.1, Some(options)));
+        }
+    }
+    let _removed = Removed(&docker, id.clone());
+    images::block_on(docker.start_container(&id, None::<q::StartContainerOptions>))
+        .expect("the leftover runs");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("soak.toml"),
+        format!("[services.cache]\nimage = \"{image}\"\nargs = [\"/store\", \"--port\", \"{{port}}\", \"--data\", \"{{data_dir}}\"]\n"),
+    )
+    .unwrap();
+    let out = Command::new(soak_bin())
+        .args(["up", "--plain", "--reports"])
+        .arg(dir.path().join("reports"))
+        .arg("--config")
+        .arg(dir.path().join("soak.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("of an earlier soak run still run"), "{err}");
+    assert!(
+        err.contains(&id[..12]) && err.contains("an-earlier-run"),
+        "{err}"
+    );
+    assert!(
+        err.contains("rm -f $(") && err.contains("--filter label=soak.run"),
+        "{err}"
     );
 }
