@@ -150,11 +150,14 @@ fn engine_lock(exclusive: bool) -> std::fs::File {
         .write(true)
         .open(std::env::temp_dir().join("soak-containers-tests.lock"))
         .expect("the tests' lock file");
-    if exclusive {
-        f.lock().expect("the lock");
+    let how = if exclusive {
+        libc::LOCK_EX
     } else {
-        f.lock_shared().expect("the lock");
-    }
+        libc::LOCK_SH
+    };
+    // SAFETY: flock(2) on an fd this File owns; released when it closes.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), how) };
+    assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
     f
 }
 
