@@ -7,6 +7,7 @@ pub mod chaos;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod container;
 pub mod http;
 pub mod init;
 pub mod journal;

@@ -16,10 +16,16 @@ pub struct ServicePlan {
     pub config: Service,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// The command, or for an image service the image's arguments.
     pub argv: Vec<String>,
     pub cwd: PathBuf,
-    /// The service's whole environment: soak's own, then the config's.
+    /// The service's whole environment: soak's own, then the config's. An
+    /// image service gets only the config's: the image sets its own PATH.
     pub env: Vec<(String, String)>,
+    /// Run from this container image instead of a command.
+    pub image: Option<String>,
+    /// The run's id (its directory's name), for the labels of containers.
+    pub run_id: String,
     pub probe: Option<Probe>,
     pub expect_body: Option<String>,
     pub sqlite: Vec<PathBuf>,
@@ -109,7 +115,13 @@ fn with_dependencies(config: &Config, only: &[String]) -> Vec<String> {
                 needs.push(s);
             }
         }
-        let templates: Vec<&String> = svc.command.0.iter().chain(svc.env.values()).collect();
+        let templates: Vec<&String> = svc
+            .command
+            .0
+            .iter()
+            .chain(svc.args.iter().flat_map(|a| a.get_ref()))
+            .chain(svc.env.values())
+            .collect();
         for other in config.services.keys() {
             let placeholder = format!("{{port.{other}}}");
             if templates.iter().any(|t| t.contains(&placeholder)) {
@@ -209,7 +221,12 @@ impl Plan {
                 ("service", name.clone()),
             ];
             vars.extend(wiring.iter().map(|(k, v)| (k.as_str(), v.clone())));
-            let mut env: BTreeMap<String, String> = std::env::vars().collect();
+            let image = svc.image.as_ref().map(|i| i.get_ref().clone());
+            let mut env: BTreeMap<String, String> = if image.is_some() {
+                BTreeMap::new()
+            } else {
+                std::env::vars().collect()
+            };
             for (k, v) in &svc.env {
                 env.insert(k.clone(), expand_all(v, &vars));
             }
@@ -221,7 +238,18 @@ impl Plan {
             services.push(ServicePlan {
                 name: name.clone(),
                 port,
-                argv: svc.command.0.iter().map(|a| expand_all(a, &vars)).collect(),
+                argv: svc
+                    .command
+                    .0
+                    .iter()
+                    .chain(svc.args.iter().flat_map(|a| a.get_ref()))
+                    .map(|a| expand_all(a, &vars))
+                    .collect(),
+                image,
+                run_id: run_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 cwd: svc.cwd.clone(),
                 env: env.into_iter().collect(),
                 probe,

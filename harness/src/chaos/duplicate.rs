@@ -93,11 +93,14 @@ pub async fn start(
         }
     }
     let spec = ShimSpec {
+        // An image service's duplicate is a second container on the same
+        // mounted data dir, labelled like the first so it dies with soak.
         argv: sp
             .config
             .command
             .0
             .iter()
+            .chain(sp.config.args.iter().flat_map(|a| a.get_ref()))
             .map(|a| expand_all(a, &vars))
             .collect(),
         cwd: sp.cwd.clone(),
@@ -106,9 +109,10 @@ pub async fn start(
         log_max: sp.config.logs.max_size.0,
         log_keep: sp.config.logs.keep,
         port: Some(port),
+        container: crate::container::ContainerSpec::for_service(sp),
     };
     let log = spec.log.clone();
-    let (mut shim, Started { pid, ts }) = ShimProcess::spawn(shim_exe, &spec).await?;
+    let (mut shim, Started { pid, ts, .. }) = ShimProcess::spawn(shim_exe, &spec).await?;
     let (release_tx, mut release_rx) = oneshot::channel::<()>();
     let (rec, name) = (rec.clone(), sp.name.clone());
     let probe = sp.config.health.as_ref().map(|h| probe_for(h, &vars));

@@ -27,9 +27,11 @@ use crate::clock::now_ms;
 use crate::config::Workload;
 use crate::config::scenario::{Action, Step};
 use crate::config::units::signal_name;
+use crate::container::Engine;
 use crate::link::{FaultGuard, Links};
 use crate::plan::Plan;
 use crate::record::{Recorder, Severity};
+use crate::supervise::shim::Scope;
 use crate::supervise::{ServiceState, Supervisor};
 use duplicate::DuplicateHold;
 use limits::FdHold;
@@ -62,6 +64,9 @@ enum Undo {
     Lock(LockHold),
     Duplicate(DuplicateHold),
     Link(FaultGuard),
+    /// A paused container, by id: unpaused on every path. An id is never
+    /// reused, so a later container is never touched.
+    Thaw(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +133,29 @@ pub async fn inject(
     let live = sup.state(&step.target).map_err(|e| err(e.to_string()))?;
     let state = live.borrow().clone();
     let pid = state.pid.ok_or_else(|| err("it is not running".into()))?;
+    // A container whose processes this host cannot see (an engine on
+    // another host): only faults through the engine or on its files reach it.
+    if state.container.is_some()
+        && pid <= 0
+        && matches!(
+            step.action,
+            Action::FdExhaustion { .. }
+                | Action::Hang {
+                    scope: Scope::Children,
+                    ..
+                }
+                | Action::Kill {
+                    scope: Scope::Group | Scope::Children,
+                    ..
+                }
+        )
+    {
+        return Err(err(
+            "its container's processes are not visible from this host (an engine elsewhere?): \
+             this fault acts on processes; kill with scope main, stop, hang and the file faults go through the engine or the data dir"
+                .into(),
+        ));
+    }
     let (undo, detail, text) = match &step.action {
         Action::Link { .. } => unreachable!("link faults returned above"),
         Action::Kill { signal, scope } => {
@@ -139,6 +167,27 @@ pub async fn inject(
             (
                 Undo::Nothing,
                 json!({"signal": signal_name(*signal), "scope": scope, "pids": pids}),
+                text,
+            )
+        }
+        // A container's hang is the cgroup freezer: every process of it,
+        // including what SIGSTOP cannot reach. Its children alone are
+        // stopped by signal like a process's, since the freezer takes the
+        // whole container or nothing.
+        Action::Hang { scope, hold } if state.container.is_some() && *scope != Scope::Children => {
+            let id = state.container.clone().unwrap_or_default();
+            let engine = Engine::connect().await.map_err(|e| err(e.to_string()))?;
+            engine.pause(&id).await.map_err(|e| err(e.to_string()))?;
+            let mut pids = vec![pid];
+            pids.extend(
+                crate::supervise::procfs::descendants(pid)
+                    .iter()
+                    .map(|p| p.pid),
+            );
+            let text = format!("paused container {} {pids:?}", &id[..id.len().min(12)]);
+            (
+                Undo::Thaw(id.clone()),
+                json!({"scope": scope, "pids": pids, "container": id, "hold_ms": hold.map(|h| h.as_millis() as u64)}),
                 text,
             )
         }
@@ -320,6 +369,7 @@ impl Fault {
             }
             // A lock is on a file, not on an incarnation: always released.
             Undo::Lock(lock) => json!({"released": lock.release().await}),
+            Undo::Thaw(id) => thaw(id).await,
             _ => self.undo_now(),
         };
         self.undo = Undo::Nothing;
@@ -388,6 +438,8 @@ impl Fault {
                 drop(dup.task.take());
                 json!({})
             }
+            Undo::Thaw(id) => crate::container::blocking(async || thaw(&id).await)
+                .unwrap_or_else(|| json!({"unpaused": false, "error": "no runtime to unpause on"})),
             Undo::Link(guard) => match guard.remove() {
                 Ok(()) => json!({"removed": true}),
                 // A refuse whose port could not be listened on again: the
@@ -400,6 +452,21 @@ impl Fault {
     /// True once the process the fault hit is gone (the supervisor acted).
     pub fn target_replaced(&self, current: Option<i64>) -> bool {
         current != self.incarnation
+    }
+}
+
+/// Unpauses a container; one that is gone (the supervisor killed it as
+/// hung) is said so.
+async fn thaw(id: &str) -> serde_json::Value {
+    let engine = match Engine::connect().await {
+        Ok(e) => e,
+        Err(e) => return json!({"unpaused": false, "error": e.to_string()}),
+    };
+    match engine.unpause(id).await {
+        Ok(()) => json!({"unpaused": true, "container": id}),
+        Err(e) => {
+            json!({"unpaused": false, "container": id, "gone": engine.state(id).await.is_err(), "error": e.to_string()})
+        }
     }
 }
 

@@ -79,7 +79,18 @@ impl<'de> Deserialize<'de> for ListenAddr {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    /// Empty for a service run from an `image` (exactly one of the two).
+    #[serde(default)]
     pub command: Command,
+    /// A container image to run instead of `command`, through a Docker-API
+    /// engine (see docs/containers.md).
+    pub image: Option<Spanned<String>>,
+    /// The image's arguments (its CMD), expanded like `command`.
+    pub args: Option<Spanned<Vec<String>>>,
+    /// An image service's memory limit; a kill by it is `oom-killed`.
+    pub memory: Option<Spanned<Size>>,
+    /// An image service's CPU limit, in CPUs (0.5 is half of one).
+    pub cpus: Option<Spanned<f64>>,
     #[serde(default = "defaults::cwd")]
     pub cwd: PathBuf,
     #[serde(default)]
@@ -136,8 +147,8 @@ pub struct Link {
     pub to: Spanned<String>,
 }
 
-/// argv of a service; never empty.
-#[derive(Debug, Clone, PartialEq)]
+/// argv of a service; never empty when given (empty for an image service).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Command(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for Command {
@@ -616,6 +627,9 @@ impl Config {
                 }
             }
         }
+        for (name, s) in &config.services {
+            check_image(name, s, path, source)?;
+        }
         system::check(&config, path, source)?;
         Ok(config)
     }
@@ -643,6 +657,103 @@ impl Config {
                 )
             })
     }
+}
+
+impl Config {
+    /// An error located at the service's `image`, such as an engine that
+    /// does not answer or an image it does not have.
+    pub fn error_at_image(
+        &self,
+        service: &str,
+        message: String,
+        help: Option<String>,
+    ) -> ConfigError {
+        let span = self
+            .services
+            .get(service)
+            .and_then(|s| s.image.as_ref())
+            .map(|i| i.span());
+        ConfigError::at_span(&self.path, &self.source, span, message, help)
+    }
+}
+
+/// Exactly one of `command` and `image`; the container-only keys only with
+/// `image`; limits that an engine would refuse are refused here.
+fn check_image(name: &str, s: &Service, path: &Path, source: &str) -> Result<(), ConfigError> {
+    let at = |span: Option<std::ops::Range<usize>>, message: String, help: &str| {
+        let span = span.or_else(|| {
+            let header = format!("[services.{name}]");
+            source.find(&header).map(|i| i..i + header.len())
+        });
+        ConfigError::at_span(path, source, span, message, Some(help.into()))
+    };
+    let has_command = !s.command.0.is_empty();
+    match &s.image {
+        Some(image) if has_command => {
+            return Err(at(
+                Some(image.span()),
+                format!("service `{name}` has both `command` and `image`"),
+                "keep one: `command` runs a program, `image` runs a container image",
+            ));
+        }
+        Some(image) if image.get_ref().trim().is_empty() => {
+            return Err(at(
+                Some(image.span()),
+                format!("the `image` of `{name}` is empty"),
+                "name an image the engine has, e.g. image = \"redis:7\"",
+            ));
+        }
+        Some(_) => {}
+        None if !has_command => {
+            // Worded as serde words a missing key (and pinned by a snapshot):
+            // a config without containers needs no word about them.
+            return Err(at(
+                None,
+                "missing key `command`".into(),
+                "add `command = ...` to this table",
+            ));
+        }
+        None => {
+            let only_image = [
+                ("args", s.args.as_ref().map(|a| a.span())),
+                ("memory", s.memory.as_ref().map(|m| m.span())),
+                ("cpus", s.cpus.as_ref().map(|c| c.span())),
+            ];
+            if let Some((key, span)) = only_image.into_iter().find(|(_, sp)| sp.is_some()) {
+                return Err(at(
+                    span,
+                    format!("`{key}` of `{name}` is for a service run from an `image`"),
+                    "put the arguments in `command`, or run the service from an `image`",
+                ));
+            }
+        }
+    }
+    if s.image.is_some() && s.pidfile.is_some() {
+        return Err(at(
+            None,
+            format!("`{name}` runs from an `image` and has a `pidfile`"),
+            "remove `pidfile`: a container's main process is the one the engine started",
+        ));
+    }
+    if let Some(c) = &s.cpus
+        && !(*c.get_ref() > 0.0 && c.get_ref().is_finite())
+    {
+        return Err(at(
+            Some(c.span()),
+            format!("`cpus` of `{name}` must be above zero"),
+            "e.g. cpus = 0.5 for half a CPU",
+        ));
+    }
+    if let Some(m) = &s.memory
+        && m.get_ref().0 < 6 * 1024 * 1024
+    {
+        return Err(at(
+            Some(m.span()),
+            format!("`memory` of `{name}` is below 6MB, which engines refuse"),
+            "give at least \"6MB\", e.g. memory = \"256MB\"",
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces the known `{name}` placeholders and leaves every other brace alone,
@@ -730,5 +841,41 @@ rate = "20/s"
         assert_eq!(a.cwd, PathBuf::from("/etc/soak/bin"));
         assert_eq!(a.data_dir, DataDir::Path(PathBuf::from("/etc/soak/data")));
         assert_eq!(a.restart, RestartPolicy::OnFailure);
+    }
+
+    fn image_error(toml: &str) -> String {
+        Config::parse(Path::new("x.toml"), toml)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn an_image_service_takes_args_memory_and_cpus() {
+        let c = Config::parse(
+            Path::new("x.toml"),
+            "[services.cache]\nimage = \"redis:7\"\nargs = [\"--port\", \"{port}\"]\nmemory = \"256MB\"\ncpus = 0.5\n",
+        )
+        .unwrap();
+        let s = &c.services["cache"];
+        assert_eq!(s.image.as_ref().unwrap().get_ref(), "redis:7");
+        assert_eq!(s.memory.as_ref().unwrap().get_ref().0, 256 * 1024 * 1024);
+        assert!(s.command.0.is_empty());
+    }
+
+    #[test]
+    fn command_and_image_are_exactly_one() {
+        let e = image_error("[services.a]\ncommand = [\"./a\"]\nimage = \"redis:7\"\n");
+        assert!(e.contains("both `command` and `image`"), "{e}");
+        assert!(e.contains("x.toml:3:9"), "{e}");
+        let e = image_error("[services.a]\nport = 1\n");
+        assert!(e.contains("missing key `command`"), "{e}");
+        assert!(e.contains("x.toml:1:1"), "{e}");
+        let e = image_error("[services.a]\ncommand = [\"./a\"]\nmemory = \"64MB\"\n");
+        assert!(
+            e.contains("`memory` of `a` is for a service run from an `image`"),
+            "{e}"
+        );
+        let e = image_error("[services.a]\nimage = \"r\"\ncpus = 0\n");
+        assert!(e.contains("`cpus` of `a` must be above zero"), "{e}");
     }
 }

@@ -229,6 +229,7 @@ fn find_cycle(config: &Config) -> Option<(Vec<String>, Range<usize>)> {
 fn service_templates(s: &super::Service) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     out.extend(s.command.0.iter().map(String::as_str));
+    out.extend(s.args.iter().flat_map(|a| a.get_ref()).map(String::as_str));
     out.extend(s.env.values().map(String::as_str));
     out.extend(s.sqlite.iter().map(String::as_str));
     out.extend(s.pidfile.as_deref());

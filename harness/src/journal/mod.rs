@@ -76,6 +76,8 @@ pub enum Cause {
     GaveUp,
     /// Stopped by soak at the end of the run or on request.
     Stopped,
+    /// A container killed by its memory limit (the engine's OOMKilled).
+    OomKilled,
 }
 
 impl Cause {
@@ -86,6 +88,7 @@ impl Cause {
             Cause::Hung => "hung",
             Cause::GaveUp => "gave-up",
             Cause::Stopped => "stopped",
+            Cause::OomKilled => "oom-killed",
         }
     }
 
@@ -97,6 +100,7 @@ impl Cause {
             Cause::Hung,
             Cause::GaveUp,
             Cause::Stopped,
+            Cause::OomKilled,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)

@@ -18,6 +18,8 @@ pub struct ShimProcess {
 pub struct Started {
     pub pid: i32,
     pub ts: i64,
+    /// The container's id, for an image service.
+    pub container: Option<String>,
 }
 
 /// A shim started ahead of need: exec'd and blocked reading its spec. A
@@ -125,7 +127,9 @@ impl Standby {
             .map_err(|e| StartError::Failed(format!("cannot encode the spec: {e}")))?;
         shim.write_line(&spec_line).await;
         match shim.report().await {
-            Some(ShimReport::Started { pid, ts }) => Ok((shim, Started { pid, ts })),
+            Some(ShimReport::Started { pid, ts, container }) => {
+                Ok((shim, Started { pid, ts, container }))
+            }
             other => {
                 shim.close().await;
                 Err(match other {

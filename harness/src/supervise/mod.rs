@@ -8,6 +8,7 @@
 //! The supervisor never judges; it records what happened and why.
 
 pub mod client;
+mod container;
 mod logs;
 mod preflight;
 pub mod probe;
@@ -46,6 +47,8 @@ pub struct ServiceState {
     pub phase: Phase,
     pub incarnation: Option<i64>,
     pub pid: Option<i32>,
+    /// The container of the current incarnation, for an image service.
+    pub container: Option<String>,
     pub starts: u32,
 }
 
@@ -571,8 +574,10 @@ impl ServiceLoop {
                 self.park(Phase::Down).await;
                 return;
             }
-            let failed = matches!(ending.cause, Cause::Unplanned | Cause::Hung)
-                && !(ending.cause == Cause::Unplanned && ending.exit_code == Some(0));
+            let failed = matches!(
+                ending.cause,
+                Cause::Unplanned | Cause::Hung | Cause::OomKilled
+            ) && !(ending.cause == Cause::Unplanned && ending.exit_code == Some(0));
             let restart = match cfg.restart {
                 RestartPolicy::Always => true,
                 RestartPolicy::Never => false,
@@ -679,12 +684,14 @@ impl ServiceLoop {
             log_max: self.sp.config.logs.max_size.0,
             log_keep: self.sp.config.logs.keep,
             port: Some(self.sp.port),
+            container: crate::container::ContainerSpec::for_service(&self.sp),
         };
         let (
             mut shim,
             client::Started {
                 pid,
                 ts: started_ts,
+                container,
             },
         ) = match self.start(&spec).await {
             Ok(s) => s,
@@ -726,18 +733,33 @@ impl ServiceLoop {
             pid,
             started_at: started_ts,
         });
-        self.rec.emit(
-            Some(&name),
-            &Event::Started {
-                pid,
-                incarnation: id,
-            },
-            Severity::Info,
-            format!("started pid {pid}"),
-        );
+        match &container {
+            // The container's id goes in the event's detail, beside the
+            // host pid, so a journal names what `docker ps` shows.
+            Some(cid) => self.rec.event(
+                Some(&name),
+                "started",
+                serde_json::json!({"pid": pid, "incarnation": id, "container": cid}),
+                Severity::Info,
+                format!(
+                    "started container {} (host pid {pid})",
+                    &cid[..cid.len().min(12)]
+                ),
+            ),
+            None => self.rec.emit(
+                Some(&name),
+                &Event::Started {
+                    pid,
+                    incarnation: id,
+                },
+                Severity::Info,
+                format!("started pid {pid}"),
+            ),
+        }
         self.state.send_modify(|s| {
             s.incarnation = Some(id);
             s.pid = Some(pid);
+            s.container = container.clone();
         });
         if self.sp.config.restart != RestartPolicy::Never {
             match ShimProcess::prepare(&self.shim_exe) {
@@ -896,6 +918,7 @@ impl ServiceLoop {
             orphans,
             killed_after_grace,
             log_bytes,
+            oom_killed,
         }) = exited
         else {
             let mut e = spawn_failed(now_ms());
@@ -912,12 +935,14 @@ impl ServiceLoop {
             Cause::Stopped
         } else if hung {
             Cause::Hung
+        } else if oom_killed {
+            Cause::OomKilled
         } else if planned_until.is_some_and(|until| instant_of(ts) <= until) {
             Cause::Planned
         } else {
             Cause::Unplanned
         };
-        let severity = if cause == Cause::Unplanned {
+        let severity = if matches!(cause, Cause::Unplanned | Cause::OomKilled) {
             Severity::Bad
         } else {
             Severity::Info

@@ -1,8 +1,11 @@
 //! First contact: before anything starts, every service's program must be
 //! there to run. A typo in `command` would otherwise surface as a start
 //! that fails again and again until the start limit, read as "not healthy".
+//! For image services: the engine answers (within a second), it has the
+//! image (soak never pulls), and no earlier soak run left containers running.
 
 use crate::config::{Config, ConfigError};
+use crate::container::Engine;
 use crate::plan::Plan;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// PATH (the one it will be started with). The error is located at the
 /// service's `command` in the config file.
 pub fn preflight(config: &Config, plan: &Plan) -> Result<(), ConfigError> {
-    for sp in &plan.services {
+    images(config, plan)?;
+    for sp in plan.services.iter().filter(|sp| sp.image.is_none()) {
         let Some(program) = sp.argv.first() else {
             continue;
         };
@@ -27,6 +31,68 @@ pub fn preflight(config: &Config, plan: &Plan) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// The engine, the images and what earlier runs left, for the image
+/// services of the plan; no engine is contacted for a plan without one.
+fn images(config: &Config, plan: &Plan) -> Result<(), ConfigError> {
+    let services: Vec<(&str, &str)> = plan
+        .services
+        .iter()
+        .filter_map(|sp| Some((sp.name.as_str(), sp.image.as_deref()?)))
+        .collect();
+    let Some(&(first, _)) = services.first() else {
+        return Ok(());
+    };
+    let checked = crate::container::blocking(async || {
+        let engine = Engine::connect()
+            .await
+            .map_err(|e| (first, e.to_string()))?;
+        for (name, image) in &services {
+            engine
+                .image_stop_signal(image)
+                .await
+                .map_err(|e| (*name, e.to_string()))?;
+        }
+        engine.leftovers().await.map_err(|e| (first, e.to_string()))
+    });
+    let left = match checked {
+        Some(Ok(left)) => left,
+        Some(Err((name, message))) => return Err(config.error_at_image(name, message, None)),
+        None => {
+            return Err(config.error_at_image(
+                first,
+                "cannot reach the container engine: the check itself failed".into(),
+                None,
+            ));
+        }
+    };
+    if left.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = left
+        .iter()
+        .map(|c| {
+            format!(
+                "{} ({} of run {})",
+                &c.id[..c.id.len().min(12)],
+                c.service,
+                c.run
+            )
+        })
+        .collect();
+    Err(config.error_at_image(
+        first,
+        format!(
+            "{} container(s) of an earlier soak run still run, and no soak owns them: {}",
+            left.len(),
+            list.join(", ")
+        ),
+        Some(format!(
+            "they may hold this run's ports or data; remove them: {}",
+            crate::container::removal_hint()
+        )),
+    ))
 }
 
 /// Where `program` would be found, or what is wrong and what to do.

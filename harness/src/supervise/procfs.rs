@@ -120,6 +120,42 @@ pub fn descendants_in(procs: &[Proc], root: i32) -> Vec<Proc> {
     out
 }
 
+/// The memory-cgroup file of `pid` that counts OOM kills, from
+/// /proc/PID/cgroup: `memory.oom_control` of cgroup v1's memory controller,
+/// else `memory.events` of the unified hierarchy.
+pub fn oom_file(pid: i32) -> Option<std::path::PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    oom_file_in(&text, std::path::Path::new("/sys/fs/cgroup"))
+}
+
+pub fn oom_file_in(cgroup: &str, root: &std::path::Path) -> Option<std::path::PathBuf> {
+    let line = |want: &dyn Fn(&str) -> bool| {
+        cgroup.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            want(controllers).then(|| path.trim_start_matches('/').to_string())
+        })
+    };
+    if let Some(path) = line(&|c| c.split(',').any(|c| c == "memory")) {
+        return Some(root.join("memory").join(path).join("memory.oom_control"));
+    }
+    let path = line(&|c| c.is_empty())?;
+    let unified = if root.join("unified").is_dir() {
+        root.join("unified")
+    } else {
+        root.to_path_buf()
+    };
+    Some(unified.join(path).join("memory.events"))
+}
+
+/// The `oom_kill N` count of such a file.
+pub fn oom_kills(file: &std::path::Path) -> Option<u64> {
+    fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+}
+
 /// The command line of a process, for naming orphans in reports.
 pub fn cmdline(pid: i32) -> String {
     fs::read(format!("/proc/{pid}/cmdline"))
@@ -241,5 +277,25 @@ mod tests {
         ];
         let pids: Vec<i32> = descendants_in(&procs, 10).iter().map(|p| p.pid).collect();
         assert_eq!(pids, vec![11, 13]);
+    }
+
+    #[test]
+    fn the_oom_counter_is_found_in_either_cgroup_version() {
+        let root = std::path::Path::new("/sys/fs/cgroup");
+        let v1 = "5:devices:/x\n4:memory:/libpod_parent/libpod-abc\n0::/\n";
+        assert_eq!(
+            oom_file_in(v1, root).unwrap(),
+            root.join("memory/libpod_parent/libpod-abc/memory.oom_control")
+        );
+        let v2 = "0::/system.slice/docker-abc.scope\n";
+        let f = oom_file_in(v2, root).unwrap();
+        assert!(
+            f.ends_with("system.slice/docker-abc.scope/memory.events"),
+            "{f:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("memory.events");
+        std::fs::write(&file, "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        assert_eq!(oom_kills(&file), Some(1));
     }
 }

@@ -42,6 +42,10 @@ pub struct ShimSpec {
     pub log_keep: u32,
     /// The service's port, so orphans still listening on it can be named.
     pub port: Option<u16>,
+    /// Run this incarnation as a container (`argv` is then the image's
+    /// arguments): see `supervise/container.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::container::ContainerSpec>,
 }
 
 /// A service that daemonizes (systemd's `Type=forking` with `PIDFile=`):
@@ -106,6 +110,9 @@ pub enum ShimReport {
     Started {
         pid: i32,
         ts: i64,
+        /// The container's id, for an image service.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
     },
     SpawnFailed {
         error: String,
@@ -134,10 +141,13 @@ pub enum ShimReport {
         /// A stop was asked for and grace ran out, so the tree was killed.
         killed_after_grace: bool,
         log_bytes: u64,
+        /// A container killed by its memory limit.
+        #[serde(default)]
+        oom_killed: bool,
     },
 }
 
-fn report(r: &ShimReport) {
+pub(super) fn report(r: &ShimReport) {
     // soak may be gone (that is how we learn to clean up): ignore EPIPE.
     let mut out = io::stdout().lock();
     let _ = serde_json::to_writer(&mut out, r);
@@ -161,14 +171,24 @@ fn errno() -> io::Error {
     io::Error::last_os_error()
 }
 
-struct Control {
+pub(super) struct Control {
     buf: Vec<u8>,
-    open: bool,
+    pub(super) open: bool,
 }
 
 impl Control {
+    /// Complete lines already read.
+    pub(super) fn buffered(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            lines.push(String::from_utf8_lossy(&line).trim().to_string());
+        }
+        lines
+    }
+
     /// Reads what is available on stdin; returns complete lines.
-    fn read(&mut self) -> Vec<String> {
+    pub(super) fn read(&mut self) -> Vec<String> {
         let mut chunk = [0u8; 4096];
         // SAFETY: reading into a stack buffer of the given length.
         let n = unsafe { libc::read(0, chunk.as_mut_ptr().cast(), chunk.len()) };
@@ -181,12 +201,7 @@ impl Control {
         } else if n > 0 {
             self.buf.extend_from_slice(&chunk[..n as usize]);
         }
-        let mut lines = Vec::new();
-        while let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=i).collect();
-            lines.push(String::from_utf8_lossy(&line).trim().to_string());
-        }
-        lines
+        self.buffered()
     }
 }
 
@@ -465,6 +480,9 @@ fn run() -> Result<(), String> {
     };
     let StartLine { spec, mut daemon } =
         serde_json::from_str(&spec_line).map_err(|e| format!("bad spec: {e}"))?;
+    if let Some(c) = spec.container.clone() {
+        return super::container::run(spec, c, control);
+    }
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(format!("cannot become a subreaper: {}", errno()));
@@ -520,6 +538,7 @@ fn run() -> Result<(), String> {
     report(&ShimReport::Started {
         pid: main,
         ts: started,
+        container: None,
     });
 
     let mut outputs = [
@@ -711,6 +730,7 @@ fn run() -> Result<(), String> {
         orphans,
         killed_after_grace,
         log_bytes: log.written,
+        oom_killed: false,
     });
     Ok(())
 }

@@ -371,16 +371,16 @@ fn restart_budget(
         .iter()
         .filter(|i| i.service == service)
         .collect();
-    let starts: Vec<i64> = incs
+    let restarts: Vec<(i64, Cause)> = incs
         .windows(2)
-        .filter(|w| {
-            matches!(
-                w[0].cause,
-                Some(Cause::Unplanned | Cause::Hung | Cause::GaveUp)
-            )
+        .filter_map(|w| match w[0].cause {
+            Some(c @ (Cause::Unplanned | Cause::Hung | Cause::GaveUp | Cause::OomKilled)) => {
+                Some((w[1].started_at, c))
+            }
+            _ => None,
         })
-        .map(|w| w[1].started_at)
         .collect();
+    let starts: Vec<i64> = restarts.iter().map(|r| r.0).collect();
     let win = window.as_millis() as i64;
     let mut worst = (0usize, 0i64);
     for (i, &t) in starts.iter().enumerate() {
@@ -399,11 +399,24 @@ fn restart_budget(
             starts.len()
         )
     } else {
+        // What ended the incarnations the restarts replaced: "3 after
+        // oom-killed" says more than a count.
+        let mut causes: Vec<(Cause, usize)> = Vec::new();
+        for (t, c) in &restarts {
+            if *t >= worst.1 && *t - worst.1 <= win {
+                match causes.iter_mut().find(|(k, _)| k == c) {
+                    Some(e) => e.1 += 1,
+                    None => causes.push((*c, 1)),
+                }
+            }
+        }
+        let causes: Vec<String> = causes.iter().map(|(c, n)| format!("{n} {c}")).collect();
         format!(
-            "{} unplanned restarts within {} from {} (budget {max}); {} in all",
+            "{} unplanned restarts within {} from {} (budget {max}), after: {}; {} in all",
             worst.0,
             human(window),
             &rfc3339_ms(worst.1)[11..19],
+            causes.join(", "),
             starts.len()
         )
     };
