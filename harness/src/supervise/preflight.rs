@@ -33,6 +33,9 @@ pub fn preflight(config: &Config, plan: &Plan) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// How long the engine may take to answer the image and leftover checks.
+const PREFLIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The engine, the images and what earlier runs left, for the image
 /// services of the plan; no engine is contacted for a plan without one.
 fn images(config: &Config, plan: &Plan) -> Result<(), ConfigError> {
@@ -48,13 +51,30 @@ fn images(config: &Config, plan: &Plan) -> Result<(), ConfigError> {
         let engine = Engine::connect()
             .await
             .map_err(|e| (first, e.to_string()))?;
-        for (name, image) in &services {
-            engine
-                .image_stop_signal(image)
-                .await
-                .map_err(|e| (*name, e.to_string()))?;
-        }
-        engine.leftovers().await.map_err(|e| (first, e.to_string()))
+        // An engine that answered its ping can still hang on a request (a
+        // wedged daemon): bounded, so a start says so instead of waiting.
+        let checks = async {
+            for (name, image) in &services {
+                engine
+                    .image_stop_signal(image)
+                    .await
+                    .map_err(|e| (*name, e.to_string()))?;
+            }
+            engine.leftovers().await.map_err(|e| (first, e.to_string()))
+        };
+        tokio::time::timeout(PREFLIGHT_TIMEOUT, checks)
+            .await
+            .unwrap_or_else(|_| {
+                Err((
+                    first,
+                    format!(
+                        "the container engine at {} answered its ping but not the image and \
+                         container checks within {} s",
+                        engine.address,
+                        PREFLIGHT_TIMEOUT.as_secs()
+                    ),
+                ))
+            })
     });
     let left = match checked {
         Some(Ok(left)) => left,
