@@ -36,8 +36,13 @@ pub struct ScheduledFault {
 pub enum Event {
     // The supervisor.
     Started {
+        /// The main process as this host sees it (a container's `State.Pid`).
         pid: i32,
         incarnation: i64,
+        /// An image service's container id, so a journal names what
+        /// `docker ps` shows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
     },
     Ready {
         incarnation: i64,

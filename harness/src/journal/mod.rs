@@ -591,6 +591,7 @@ mod tests {
         let started = Event::Started {
             pid: 42,
             incarnation: id,
+            container: None,
         };
         tx.emit(Some("a"), &started);
         drop(tx);

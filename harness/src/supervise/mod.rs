@@ -733,29 +733,23 @@ impl ServiceLoop {
             pid,
             started_at: started_ts,
         });
-        match &container {
-            // The container's id goes in the event's detail, beside the
-            // host pid, so a journal names what `docker ps` shows.
-            Some(cid) => self.rec.event(
-                Some(&name),
-                "started",
-                serde_json::json!({"pid": pid, "incarnation": id, "container": cid}),
-                Severity::Info,
-                format!(
-                    "started container {} (host pid {pid})",
-                    &cid[..cid.len().min(12)]
-                ),
+        let text = match &container {
+            Some(cid) => format!(
+                "started container {} (host pid {pid})",
+                &cid[..cid.len().min(12)]
             ),
-            None => self.rec.emit(
-                Some(&name),
-                &Event::Started {
-                    pid,
-                    incarnation: id,
-                },
-                Severity::Info,
-                format!("started pid {pid}"),
-            ),
-        }
+            None => format!("started pid {pid}"),
+        };
+        self.rec.emit(
+            Some(&name),
+            &Event::Started {
+                pid,
+                incarnation: id,
+                container: container.clone(),
+            },
+            Severity::Info,
+            text,
+        );
         self.state.send_modify(|s| {
             s.incarnation = Some(id);
             s.pid = Some(pid);
