@@ -75,23 +75,13 @@ pub fn figures(pid: i32) -> Option<Figures> {
     Some(f)
 }
 
-/// `pid` and its descendants, via the children lists of each thread.
+/// `pid` and its descendants (zombies included: they cost nothing, and a
+/// tick must not pay for reading each one's state).
 pub fn tree(pid: i32) -> Vec<i32> {
     let mut out = vec![pid];
     let mut i = 0;
     while i < out.len() && out.len() < 10_000 {
-        let p = out[i];
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
-            for t in tasks.flatten() {
-                if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(
-                        children
-                            .split_whitespace()
-                            .filter_map(|c| c.parse::<i32>().ok()),
-                    );
-                }
-            }
-        }
+        out.extend(crate::supervise::procfs::children(out[i]));
         i += 1;
     }
     out

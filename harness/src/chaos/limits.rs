@@ -84,9 +84,7 @@ const MISSED_KEPT: usize = 20;
 /// where a daemonizing service's processes land too), or the main process
 /// and its descendants when it does not run under a shim.
 fn tree_root(main: i32) -> i32 {
-    let shim = std::fs::read_to_string(format!("/proc/{main}/stat"))
-        .ok()
-        .and_then(|s| procfs::parse_stat(&s))
+    let shim = procfs::stat(main)
         .map(|p| p.ppid)
         .filter(|ppid| procfs::cmdline(*ppid).contains("__shim"));
     shim.unwrap_or(main)
@@ -95,9 +93,7 @@ fn tree_root(main: i32) -> i32 {
 fn members(root: i32, main: i32) -> Vec<procfs::Proc> {
     let mut procs = procfs::descendants(root);
     if root == main
-        && let Some(p) = std::fs::read_to_string(format!("/proc/{main}/stat"))
-            .ok()
-            .and_then(|s| procfs::parse_stat(&s))
+        && let Some(p) = procfs::stat(main)
     {
         procs.insert(0, p);
     }

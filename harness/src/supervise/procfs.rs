@@ -1,5 +1,10 @@
-//! The process tree as /proc shows it. Used at the moments that need the whole
-//! tree (an incarnation died, a fault targets its children), never per tick.
+//! Process facts as /proc shows them, in one place: identity and state
+//! (`/proc/PID/stat`), the tree (`task/TID/children`), fds, limits, sockets
+//! and cgroups. The supervisor, the shim, chaos and the sampler all read
+//! processes through this module, so a quirk of /proc (a comm with spaces
+//! and parentheses, a zombie leader, a kernel without `children` files) is
+//! handled once. The sampler's per-tick figures live in `sample.rs` but
+//! walk the tree with [`children`].
 
 use std::fs;
 
@@ -33,16 +38,17 @@ pub fn parse_stat(stat: &str) -> Option<Proc> {
     })
 }
 
+/// `pid` as /proc/PID/stat shows it; None once it is gone.
+pub fn stat(pid: i32) -> Option<Proc> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 pub fn all() -> Vec<Proc> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
-    dir.filter_map(|e| {
-        let name = e.ok()?.file_name();
-        let pid: i32 = name.to_str()?.parse().ok()?;
-        parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-    })
-    .collect()
+    dir.filter_map(|e| stat(e.ok()?.file_name().to_str()?.parse().ok()?))
+        .collect()
 }
 
 /// Every live (non-zombie) descendant of `root`, parents before children.
@@ -63,10 +69,7 @@ pub fn descendants(root: i32) -> Vec<Proc> {
     let mut frontier = vec![root];
     while let Some(parent) = frontier.pop() {
         for child in children(parent) {
-            let Some(p) = fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|s| parse_stat(&s))
-            else {
+            let Some(p) = stat(child) else {
                 continue;
             };
             frontier.push(child);
@@ -84,8 +87,7 @@ pub fn descendants(root: i32) -> Vec<Proc> {
 /// The state letter of `pid` if it is stopped by a signal (`T`) or by a
 /// tracer (`t`); None if it runs, sleeps or is gone.
 pub fn stopped(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat)
+    stat(pid)
         .map(|p| p.state)
         .filter(|s| matches!(s, 'T' | 't'))
 }
