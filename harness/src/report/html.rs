@@ -21,11 +21,13 @@ use super::Report;
 use super::summary::describe_exit;
 use super::xml_escape as esc;
 use crate::clock::{human, rfc3339_ms};
-use crate::journal::{Cause, Event, EventRow, IncarnationRow, MetricRow, RunData, SampleRow};
+use crate::journal::{
+    Cause, Event, EventRow, IncarnationRow, JournalError, MetricRow, RunData, SampleRow,
+};
 use crate::verdict::Verdict;
 use chart::{
-    Bar, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span, TrendLine,
-    downsample,
+    Bar, Downsampler, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span,
+    TrendLine, downsample,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -75,8 +77,8 @@ struct ServiceView<'a> {
     name: &'a str,
     /// Id prefix: `s0`, `s1`... (names can hold anything, ids must not).
     id: String,
-    /// Its resource samples, by time.
-    samples: Vec<&'a SampleRow>,
+    /// Its resource charts; None when it was never sampled.
+    resources: Result<Option<Resources>, String>,
     /// Its workloads' `load` events, by workload name.
     workloads: Vec<(&'a str, Vec<&'a EventRow>)>,
     /// Its kept metrics, by series, each by time.
@@ -147,19 +149,6 @@ impl<'a> Page<'a> {
             .iter()
             .filter_map(|i| Some((i.id, index(&i.service)?)))
             .collect();
-        let mut samples: Vec<Vec<&SampleRow>> = vec![Vec::new(); names.len()];
-        // Rows of one incarnation tend to come in runs: skip the hash then.
-        let mut last: Option<(i64, Option<usize>)> = None;
-        for row in &data.samples {
-            let service = match last {
-                Some((id, s)) if id == row.incarnation => s,
-                _ => incs.get(&row.incarnation).copied(),
-            };
-            last = Some((row.incarnation, service));
-            if let Some(s) = service {
-                samples[s].push(row);
-            }
-        }
         let mut metrics: Vec<BTreeMap<&str, Vec<&MetricRow>>> = vec![BTreeMap::new(); names.len()];
         for row in &data.metrics {
             if let Some(&s) = incs.get(&row.incarnation) {
@@ -180,12 +169,19 @@ impl<'a> Page<'a> {
         }
         let services = names
             .iter()
-            .zip(samples)
             .enumerate()
-            .map(|(i, (name, samples))| ServiceView {
+            .map(|(i, name)| ServiceView {
                 name,
                 id: format!("s{i}"),
-                samples,
+                resources: {
+                    let ids: Vec<i64> = data
+                        .incarnations
+                        .iter()
+                        .filter(|i| i.service == *name)
+                        .map(|i| i.id)
+                        .collect();
+                    Resources::read(data, &ids).map_err(|e| e.to_string())
+                },
                 workloads: {
                     let mut w = workloads.remove(name).unwrap_or_default();
                     w.sort_by_key(|(name, _)| *name);
@@ -227,10 +223,11 @@ impl<'a> Page<'a> {
     /// that was charted, else the service's lifecycle strip.
     fn chart_of(&self, name: &str, service: Option<&str>) -> Option<String> {
         let v = self.view(service?)?;
+        let sampled = matches!(v.resources, Ok(Some(_)));
         let metric = match name {
-            "rss_slope_max" | "rss_max" | "rss_growth_max" if !v.samples.is_empty() => "rss",
-            "fds_slope_max" if !v.samples.is_empty() => "fds",
-            "threads_slope_max" if !v.samples.is_empty() => "threads",
+            "rss_slope_max" | "rss_max" | "rss_growth_max" if sampled => "rss",
+            "fds_slope_max" if sampled => "fds",
+            "threads_slope_max" if sampled => "threads",
             "latency_p99_max" if !v.workloads.is_empty() => "lat0",
             "availability_min" if !v.workloads.is_empty() => "err0",
             _ => "life",
@@ -446,11 +443,18 @@ impl<'a> Page<'a> {
                 self.span,
                 &marks,
             ));
-            match v.samples.as_slice() {
-                [] => h.push_str(
+            match &v.resources {
+                Ok(None) => h.push_str(
                     "<p class=\"muted\">No resource samples were recorded for this service.</p>",
                 ),
-                rows => self.resource_charts(h, v, rows, &marks),
+                Ok(Some(r)) => self.resource_charts(h, v, r, &marks),
+                Err(e) => {
+                    let _ = write!(
+                        h,
+                        "<p class=\"muted\">Its resource samples could not be read: {}</p>",
+                        esc(e)
+                    );
+                }
             }
             self.load_charts(h, v, &marks);
             self.metric_charts(h, v, &marks);
@@ -575,16 +579,13 @@ impl<'a> Page<'a> {
             .collect()
     }
 
-    fn resource_charts(&self, h: &mut String, v: &ServiceView, rows: &[&SampleRow], marks: &Marks) {
-        // One series at a time: a 72 h service at 1 s is 259 200 points
-        // each, and the report child's peak is the journal read plus these.
-        let [rss, cpu, fds, threads] = [
-            Resource::Rss,
-            Resource::Cpu,
-            Resource::Fds,
-            Resource::Threads,
-        ]
-        .map(|r| downsample(&resource_series(rows, r), MAX_POINTS));
+    fn resource_charts(&self, h: &mut String, v: &ServiceView, r: &Resources, marks: &Marks) {
+        let (rss, cpu, fds, threads) = (
+            r.rss.clone(),
+            r.cpu.clone(),
+            r.fds.clone(),
+            r.threads.clone(),
+        );
         let trend = rss_trend(self.report, v.name);
         let peak = rss.iter().map(|p| p.v).fold(f64::NAN, f64::max);
         let last = rss.last().map_or(f64::NAN, |p| p.v);
@@ -990,8 +991,14 @@ fn span_of(report: &Report, data: &RunData) -> Span {
         .flat_map(|i| [Some(i.started_at), i.ended_at])
         .flatten()
         .chain(data.events.iter().map(|e| e.ts))
-        .chain(data.samples.first().map(|s| s.ts))
-        .chain(data.samples.last().map(|s| s.ts));
+        // Unreadable, the samples only leave the axis to the rest.
+        .chain(
+            data.sample_span()
+                .ok()
+                .flatten()
+                .into_iter()
+                .flat_map(|(a, b)| [a, b]),
+        );
     let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
     let t0 = if data.run.is_some() && report.run.started_at > 0 {
         report.run.started_at
@@ -1116,65 +1123,91 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
     merged
 }
 
-/// RSS (MB), CPU (% of one core), fds and threads of one service, in one
-/// pass over its rows (millions in a long soak). CPU use comes from the
-/// cumulative CPU seconds of consecutive samples of one incarnation.
-/// A resource sampled per incarnation.
-#[derive(Clone, Copy)]
-enum Resource {
-    Rss,
-    Cpu,
-    Fds,
-    Threads,
+/// A service's resource charts: RSS (MB), CPU (% of one core), fds and
+/// threads over time, one line segment per incarnation, each already
+/// downsampled to at most [`MAX_POINTS`].
+struct Resources {
+    rss: Vec<Point>,
+    cpu: Vec<Point>,
+    fds: Vec<Point>,
+    threads: Vec<Point>,
 }
 
-/// One resource of a service over time, one line segment per incarnation:
-/// RSS in MB, fds, threads, or CPU in % of one core between consecutive
-/// samples of the same incarnation.
-fn resource_series(rows: &[&SampleRow], which: Resource) -> Vec<Point> {
-    let point = |r: &SampleRow, v| Point {
-        t: r.ts as f64,
-        v,
-        seg: r.incarnation,
-    };
-    match which {
-        Resource::Rss => {
-            return rows
-                .iter()
-                .map(|r| point(r, r.rss_bytes as f64 / MB))
-                .collect();
+impl Resources {
+    /// Reads the samples of `incarnations` twice, by time: once to count
+    /// each series' points (which fixes the buckets), once to downsample
+    /// them. So no series of a long soak (52 000 points a service in 72 h
+    /// at 5 s) is ever whole in memory. None when there are no samples.
+    fn read(data: &RunData, incarnations: &[i64]) -> Result<Option<Resources>, JournalError> {
+        let (mut rows, mut cpu_points) = (0usize, 0usize);
+        let mut rate = CpuRate::default();
+        data.for_each_sample(incarnations, |r| {
+            rows += 1;
+            if rate.next(r).is_some_and(|p| p.v.is_finite()) {
+                cpu_points += 1;
+            }
+        })?;
+        if rows == 0 {
+            return Ok(None);
         }
-        Resource::Fds => return rows.iter().map(|r| point(r, r.fds as f64)).collect(),
-        Resource::Threads => return rows.iter().map(|r| point(r, r.threads as f64)).collect(),
-        Resource::Cpu => {}
+        let mut rss = Downsampler::new(rows, MAX_POINTS);
+        let mut fds = Downsampler::new(rows, MAX_POINTS);
+        let mut threads = Downsampler::new(rows, MAX_POINTS);
+        let mut cpu = Downsampler::new(cpu_points, MAX_POINTS);
+        let mut rate = CpuRate::default();
+        data.for_each_sample(incarnations, |r| {
+            let point = |v| Point {
+                t: r.ts as f64,
+                v,
+                seg: r.incarnation,
+            };
+            rss.push(point(r.rss_bytes as f64 / MB));
+            fds.push(point(r.fds as f64));
+            threads.push(point(r.threads as f64));
+            if let Some(p) = rate.next(r) {
+                cpu.push(p);
+            }
+        })?;
+        Ok(Some(Resources {
+            rss: rss.finish(),
+            cpu: cpu.finish(),
+            fds: fds.finish(),
+            threads: threads.finish(),
+        }))
     }
-    let mut out = Vec::with_capacity(rows.len());
-    // The sample before, per incarnation; rows of one incarnation mostly
-    // follow each other, so the map is only touched when that changes.
-    let mut prev: Option<&SampleRow> = None;
-    let mut seen: HashMap<i64, (i64, f64)> = HashMap::new();
-    for r in rows {
-        let before = match prev {
-            Some(q) if q.incarnation == r.incarnation => Some((q.ts, q.cpu_seconds)),
+}
+
+/// CPU use in % of one core between consecutive samples of the same
+/// incarnation, from their cumulative CPU seconds.
+#[derive(Default)]
+struct CpuRate {
+    /// The sample before: (incarnation, time, CPU seconds).
+    prev: Option<(i64, i64, f64)>,
+    /// The last sample of each other incarnation met; rows of one
+    /// incarnation mostly follow each other, so this is only touched when
+    /// that changes.
+    seen: HashMap<i64, (i64, f64)>,
+}
+
+impl CpuRate {
+    fn next(&mut self, r: &SampleRow) -> Option<Point> {
+        let before = match self.prev {
+            Some((inc, t, c)) if inc == r.incarnation => Some((t, c)),
             _ => {
-                if let Some(q) = prev {
-                    seen.insert(q.incarnation, (q.ts, q.cpu_seconds));
+                if let Some((inc, t, c)) = self.prev {
+                    self.seen.insert(inc, (t, c));
                 }
-                seen.get(&r.incarnation).copied()
+                self.seen.get(&r.incarnation).copied()
             }
         };
-        if let Some((t, c)) = before
-            && r.ts > t
-            && r.cpu_seconds >= c
-        {
-            out.push(point(
-                r,
-                100.0 * (r.cpu_seconds - c) / ((r.ts as f64 - t as f64) / 1000.0),
-            ));
-        }
-        prev = Some(r);
+        self.prev = Some((r.incarnation, r.ts, r.cpu_seconds));
+        let (t, c) = before?;
+        (r.ts > t && r.cpu_seconds >= c).then(|| Point {
+            t: r.ts as f64,
+            v: 100.0 * (r.cpu_seconds - c) / ((r.ts as f64 - t as f64) / 1000.0),
+            seg: r.incarnation,
+        })
     }
-    out
 }
 
 /// The line the `rss_slope_max` verdict of `service` fitted, in MB: the
