@@ -54,6 +54,18 @@ pub struct Unread(Option<Arc<Mutex<Journaled>>>);
 struct Journaled {
     path: String,
     conn: Connection,
+    /// Each service's peaks in `service_samples`, which has no index by
+    /// service: found in one pass the first time one is asked for.
+    service_peaks: Option<BTreeMap<String, ServicePeaks>>,
+}
+
+/// A service's largest sampled WAL (time, bytes; of equal peaks the latest)
+/// and log size.
+#[derive(Clone, Copy)]
+struct ServicePeaks {
+    /// (bytes, time, rowid): the order that picks the peak.
+    wal: (i64, i64, i64),
+    log_bytes: i64,
 }
 
 impl std::fmt::Debug for Unread {
@@ -281,6 +293,7 @@ impl RunData {
         data.unread = Unread(Some(Arc::new(Mutex::new(Journaled {
             path: path.display().to_string(),
             conn,
+            service_peaks: None,
         }))));
         Ok(data)
     }
@@ -291,23 +304,69 @@ impl RunData {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Option<Result<T, JournalError>> {
+        self.journaled_mut(|j| f(&j.conn))
+    }
+
+    fn journaled_mut<T>(
+        &self,
+        f: impl FnOnce(&mut Journaled) -> rusqlite::Result<T>,
+    ) -> Option<Result<T, JournalError>> {
         let j = self.unread.0.as_ref()?;
-        Some(match j.lock() {
-            Ok(j) => f(&j.conn).map_err(|source| JournalError {
-                path: j.path.clone(),
-                source,
-            }),
-            // A panic elsewhere while reading: the connection is still
-            // sound (SQLite keeps no state in a half-read statement that
-            // the next prepare depends on).
-            Err(poisoned) => {
-                let j = poisoned.into_inner();
-                f(&j.conn).map_err(|source| JournalError {
-                    path: j.path.clone(),
-                    source,
-                })
+        // A panic elsewhere while reading leaves the connection sound:
+        // SQLite keeps no state in a half-read statement that the next
+        // prepare depends on.
+        let mut j = j.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let path = j.path.clone();
+        Some(f(&mut j).map_err(|source| JournalError { path, source }))
+    }
+
+    /// `service`'s peaks in `service_samples`; None when it has no rows.
+    fn service_peaks(&self, service: &str) -> Option<Result<Option<ServicePeaks>, JournalError>> {
+        self.journaled_mut(|j| {
+            if j.service_peaks.is_none() {
+                let mut peaks: BTreeMap<String, ServicePeaks> = BTreeMap::new();
+                let mut stmt = j.conn.prepare(
+                    "SELECT service, coalesce(wal_bytes, 0), ts, rowid, max(coalesce(log_bytes, 0), 0) FROM service_samples",
+                )?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let wal = (r.get(1)?, r.get(2)?, r.get(3)?);
+                    let log_bytes: i64 = r.get(4)?;
+                    let service = r.get_ref(0)?.as_str()?;
+                    match peaks.get_mut(service) {
+                        Some(p) => {
+                            p.wal = p.wal.max(wal);
+                            p.log_bytes = p.log_bytes.max(log_bytes);
+                        }
+                        None => {
+                            peaks.insert(service.to_string(), ServicePeaks { wal, log_bytes });
+                        }
+                    }
+                }
+                j.service_peaks = Some(peaks);
             }
+            Ok(j.service_peaks.as_ref().and_then(|p| p.get(service)).copied())
         })
+    }
+
+    /// How many resource samples `incarnations` have.
+    pub fn sample_count(&self, incarnations: &[i64]) -> Result<usize, JournalError> {
+        let mut n = 0usize;
+        for &id in incarnations {
+            n += self
+                .journaled(|conn| {
+                    conn.query_row(
+                        "SELECT count(*) FROM samples WHERE incarnation = ?1",
+                        [id],
+                        |r| r.get::<_, i64>(0),
+                    )
+                })
+                .unwrap_or_else(|| {
+                    Ok(self.samples.iter().filter(|s| s.incarnation == id).count() as i64)
+                })?
+                .max(0) as usize;
+        }
+        Ok(n)
     }
 
     /// Calls `f` on every resource sample of `incarnations`, by time (rows
@@ -346,17 +405,7 @@ impl RunData {
 
     /// One incarnation's resource samples, by time.
     pub fn samples_of(&self, incarnation: i64) -> Result<Vec<SampleRow>, JournalError> {
-        let n = self
-            .journaled(|conn| {
-                conn.query_row(
-                    "SELECT count(*) FROM samples WHERE incarnation = ?1",
-                    [incarnation],
-                    |r| r.get::<_, i64>(0),
-                )
-            })
-            .transpose()?
-            .unwrap_or(0);
-        let mut out = Vec::with_capacity(n.max(0) as usize);
+        let mut out = Vec::with_capacity(self.sample_count(&[incarnation])?);
         self.for_each_sample(&[incarnation], |r| out.push(r.clone()))?;
         Ok(out)
     }
@@ -422,42 +471,29 @@ impl RunData {
     /// When `service`'s WAL was largest and how large (of equal peaks, the
     /// latest).
     pub fn peak_wal(&self, service: &str) -> Result<Option<(i64, i64)>, JournalError> {
-        self.journaled(|conn| {
-            conn.query_row(
-                "SELECT ts, coalesce(wal_bytes, 0) AS w FROM service_samples WHERE service = ?1 ORDER BY w DESC, ts DESC, rowid DESC LIMIT 1",
-                [service],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        })
-        .unwrap_or_else(|| {
-            Ok(self
+        match self.service_peaks(service) {
+            Some(peaks) => Ok(peaks?.map(|p| (p.wal.1, p.wal.0))),
+            None => Ok(self
                 .service_samples
                 .iter()
                 .filter(|s| s.service == service)
                 .max_by_key(|s| s.wal_bytes)
-                .map(|s| (s.ts, s.wal_bytes)))
-        })
+                .map(|s| (s.ts, s.wal_bytes))),
+        }
     }
 
     /// The largest size `service`'s log was sampled at (0 when never).
     pub fn peak_log_bytes(&self, service: &str) -> Result<u64, JournalError> {
-        self.journaled(|conn| {
-            conn.query_row(
-                "SELECT max(max(coalesce(log_bytes, 0), 0)) FROM service_samples WHERE service = ?1",
-                [service],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-        })
-        .unwrap_or_else(|| {
-            Ok(self
+        match self.service_peaks(service) {
+            Some(peaks) => Ok(peaks?.map_or(0, |p| p.log_bytes) as u64),
+            None => Ok(self
                 .service_samples
                 .iter()
                 .filter(|s| s.service == service)
-                .map(|s| s.log_bytes.max(0))
-                .max())
-        })
-        .map(|b| b.unwrap_or(0) as u64)
+                .map(|s| s.log_bytes.max(0) as u64)
+                .max()
+                .unwrap_or(0)),
+        }
     }
 
     /// Calls `f` on every host sample, by time.
@@ -481,6 +517,17 @@ impl RunData {
                 Ok(())
             }
         }
+    }
+
+    /// How many host samples there are.
+    pub fn host_sample_count(&self) -> Result<usize, JournalError> {
+        self.journaled(|conn| {
+            conn.query_row("SELECT count(*) FROM host_samples", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .unwrap_or_else(|| Ok(self.host_samples.len() as i64))
+        .map(|n| n.max(0) as usize)
     }
 
     /// The last host sample.
@@ -540,8 +587,14 @@ fn wrapper(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + Copy + '_ 
 
 fn connect(path: &Path) -> Result<Connection, JournalError> {
     let wrap = wrapper(path);
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(wrap)?;
+    // No SQLite mutex: a connection is only ever used by one thread at a
+    // time here, and serialized mode locks on every column read (a tenth
+    // of a 72 h report's time).
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(wrap)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
     Ok(conn)
 }

@@ -1134,26 +1134,21 @@ struct Resources {
 }
 
 impl Resources {
-    /// Reads the samples of `incarnations` twice, by time: once to count
-    /// each series' points (which fixes the buckets), once to downsample
-    /// them. So no series of a long soak (52 000 points a service in 72 h
-    /// at 5 s) is ever whole in memory. None when there are no samples.
+    /// Reads the samples of `incarnations` once, by time, downsampling as
+    /// it goes: no series of a long soak (52 000 points a service in 72 h
+    /// at 5 s) is whole in memory but CPU's, whose point count (which fixes
+    /// the buckets) is known only once its rates are computed; that one is
+    /// three numbers a point, for one service at a time. None when there
+    /// are no samples.
     fn read(data: &RunData, incarnations: &[i64]) -> Result<Option<Resources>, JournalError> {
-        let (mut rows, mut cpu_points) = (0usize, 0usize);
-        let mut rate = CpuRate::default();
-        data.for_each_sample(incarnations, |r| {
-            rows += 1;
-            if rate.next(r).is_some_and(|p| p.v.is_finite()) {
-                cpu_points += 1;
-            }
-        })?;
+        let rows = data.sample_count(incarnations)?;
         if rows == 0 {
             return Ok(None);
         }
         let mut rss = Downsampler::new(rows, MAX_POINTS);
         let mut fds = Downsampler::new(rows, MAX_POINTS);
         let mut threads = Downsampler::new(rows, MAX_POINTS);
-        let mut cpu = Downsampler::new(cpu_points, MAX_POINTS);
+        let mut cpu = Vec::new();
         let mut rate = CpuRate::default();
         data.for_each_sample(incarnations, |r| {
             let point = |v| Point {
@@ -1164,13 +1159,12 @@ impl Resources {
             rss.push(point(r.rss_bytes as f64 / MB));
             fds.push(point(r.fds as f64));
             threads.push(point(r.threads as f64));
-            if let Some(p) = rate.next(r) {
-                cpu.push(p);
-            }
+            cpu.extend(rate.next(r));
         })?;
+        let cpu = downsample(&cpu, MAX_POINTS);
         Ok(Some(Resources {
             rss: rss.finish(),
-            cpu: cpu.finish(),
+            cpu,
             fds: fds.finish(),
             threads: threads.finish(),
         }))

@@ -18,11 +18,10 @@ struct HostSeries {
 }
 
 impl HostSeries {
-    /// Two passes over the host samples: one counts them (which fixes the
-    /// buckets), one downsamples. None without host samples.
+    /// One pass over the host samples, downsampling as it goes (their
+    /// count fixes the buckets). None without host samples.
     fn read(data: &RunData) -> Result<Option<HostSeries>, JournalError> {
-        let mut n = 0;
-        data.for_each_host_sample(|_| n += 1)?;
+        let n = data.host_sample_count()?;
         if n == 0 {
             return Ok(None);
         }
