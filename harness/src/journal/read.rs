@@ -39,8 +39,9 @@ pub struct RunData {
     /// sample of them.
     pub acknowledged_writes: BTreeMap<String, u64>,
     /// Where [`RunData::open`] left `samples`, `service_samples`,
-    /// `host_samples` and the load events' histograms (those fields are
-    /// then empty). Empty when the fields hold the rows themselves.
+    /// `host_samples`, `metrics` and the load events' histograms (those
+    /// fields are then empty). Empty when the fields hold the rows
+    /// themselves.
     #[serde(skip)]
     pub unread: Unread,
 }
@@ -277,10 +278,10 @@ pub fn read(path: &Path) -> Result<RunData, JournalError> {
 
 impl RunData {
     /// Opens a journal for judging and reporting: the run, incarnations,
-    /// events (a load event's histogram left out), metrics, link samples
-    /// and lag are read whole; `samples`, `service_samples` and
-    /// `host_samples` stay empty and the accessors read them from the
-    /// journal, in one read transaction. A 72 h journal of 5 services
+    /// events (a load event's histogram left out), link samples and lag
+    /// are read whole; `samples`, `service_samples`, `host_samples` and
+    /// `metrics` stay empty and the accessors read them from the journal
+    /// (a metric one series at a time), in one read transaction. A 72 h journal of 5 services
     /// holds about 520 000 sample rows; this holds one incarnation's at a
     /// time.
     pub fn open(path: &Path) -> Result<RunData, JournalError> {
@@ -519,6 +520,43 @@ impl RunData {
         }
     }
 
+    /// The names of the metric series kept (with their labels), sorted.
+    pub fn metric_names(&self) -> Result<Vec<String>, JournalError> {
+        self.journaled(|conn| {
+            if !has_table(conn, "metrics")? {
+                return Ok(Vec::new());
+            }
+            let mut stmt = conn.prepare("SELECT DISTINCT name FROM metrics ORDER BY name")?;
+            stmt.query_map([], |r| r.get(0))?.collect()
+        })
+        .unwrap_or_else(|| {
+            let names: std::collections::BTreeSet<&str> =
+                self.metrics.iter().map(|m| m.name.as_str()).collect();
+            Ok(names.into_iter().map(str::to_string).collect())
+        })
+    }
+
+    /// Every row of the metric series `name`, by time (rows of one time in
+    /// the order they were written).
+    pub fn metric_series(&self, name: &str) -> Result<Vec<MetricRow>, JournalError> {
+        self.journaled(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT ts, incarnation, name, value FROM metrics WHERE name = ?1 ORDER BY ts, rowid",
+            )?;
+            stmt.query_map([name], metric_row)?.collect()
+        })
+        .unwrap_or_else(|| {
+            let mut rows: Vec<MetricRow> = self
+                .metrics
+                .iter()
+                .filter(|m| m.name == name)
+                .cloned()
+                .collect();
+            rows.sort_by_key(|r| r.ts);
+            Ok(rows)
+        })
+    }
+
     /// How many host samples there are.
     pub fn host_sample_count(&self) -> Result<usize, JournalError> {
         self.journaled(|conn| {
@@ -613,6 +651,15 @@ fn sample_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SampleRow> {
     })
 }
 
+fn metric_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MetricRow> {
+    Ok(MetricRow {
+        ts: r.get(0)?,
+        incarnation: r.get(1)?,
+        name: r.get(2)?,
+        value: r.get(3)?,
+    })
+}
+
 const HOST_COLUMNS: &str =
     "ts, mem_available_bytes, disk_free_bytes, soak_rss_bytes, soak_cpu_seconds";
 
@@ -695,19 +742,16 @@ fn read_small(conn: &Connection, lean: bool) -> rusqlite::Result<RunData> {
             ))
         },
     )?;
-    let metrics = read_if_present(
-        conn,
-        "metrics",
-        "SELECT ts, incarnation, name, value FROM metrics ORDER BY ts, rowid",
-        |r| {
-            Ok(MetricRow {
-                ts: r.get(0)?,
-                incarnation: r.get(1)?,
-                name: r.get(2)?,
-                value: r.get(3)?,
-            })
-        },
-    )?;
+    let metrics = if lean {
+        Vec::new()
+    } else {
+        read_if_present(
+            conn,
+            "metrics",
+            "SELECT ts, incarnation, name, value FROM metrics ORDER BY ts, rowid",
+            metric_row,
+        )?
+    };
     let link_samples = read_if_present(
         conn,
         "link_samples",

@@ -21,9 +21,7 @@ use super::Report;
 use super::summary::describe_exit;
 use super::xml_escape as esc;
 use crate::clock::{human, rfc3339_ms};
-use crate::journal::{
-    Cause, Event, EventRow, IncarnationRow, JournalError, MetricRow, RunData, SampleRow,
-};
+use crate::journal::{Cause, Event, EventRow, IncarnationRow, JournalError, RunData, SampleRow};
 use crate::verdict::Verdict;
 use chart::{
     Bar, Downsampler, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span,
@@ -81,8 +79,8 @@ struct ServiceView<'a> {
     resources: Result<Option<Resources>, String>,
     /// Its workloads' `load` events, by workload name.
     workloads: Vec<(&'a str, Vec<&'a EventRow>)>,
-    /// Its kept metrics, by series, each by time.
-    metrics: BTreeMap<&'a str, Vec<&'a MetricRow>>,
+    /// A chart per kept metric series, by name.
+    metrics: Result<Vec<metrics::MetricChart>, String>,
 }
 
 struct Incident {
@@ -149,13 +147,7 @@ impl<'a> Page<'a> {
             .iter()
             .filter_map(|i| Some((i.id, index(&i.service)?)))
             .collect();
-        let mut metrics: Vec<BTreeMap<&str, Vec<&MetricRow>>> = vec![BTreeMap::new(); names.len()];
-        for row in &data.metrics {
-            if let Some(&s) = incs.get(&row.incarnation) {
-                metrics[s].entry(row.name.as_str()).or_default().push(row);
-            }
-        }
-        let mut metrics = metrics.into_iter();
+        let mut metrics = metrics::MetricChart::read(data, &incs, names.len()).into_iter();
         let mut loads: HashMap<(&str, &str), Vec<&EventRow>> = HashMap::new();
         for e in &data.events {
             if let (Some(service), Event::Load { workload, .. }) = (e.service.as_deref(), &e.event)
@@ -187,7 +179,7 @@ impl<'a> Page<'a> {
                     w.sort_by_key(|(name, _)| *name);
                     w
                 },
-                metrics: metrics.next().unwrap_or_default(),
+                metrics: metrics.next().unwrap_or(Ok(Vec::new())),
             })
             .collect();
         Page {
@@ -1253,7 +1245,7 @@ fn detail_text(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::RunRow;
+    use crate::journal::{MetricRow, RunRow};
     use crate::report::build;
     use crate::verdict::{Assertion, FittedTrend};
     use proptest::prelude::*;

@@ -14,16 +14,21 @@ const STEP: i64 = 5_000;
 
 const CONFIG: &str = r#"
 [services.api]
-command = ["api"]
+command = ["api", "--port", "{port}"]
 sqlite = ["{data_dir}/api.db"]
+[services.api.metrics]
+url = "http://127.0.0.1:{port}/metrics"
 [services.cache]
-command = ["cache"]
+command = ["cache", "--port", "{port}"]
+[services.cache.metrics]
+url = "http://127.0.0.1:{port}/metrics"
 [workloads.items]
 service = "api"
 read = { url = "http://127.0.0.1:{port}/items/{key}" }
 "#;
 
-/// Every expectation that reads the sample tables or a load histogram.
+/// Every expectation that reads the sample tables, a metric series or a
+/// load histogram.
 const SCENARIO: &str = r#"config = "soak.toml"
 duration = "3h"
 workloads = ["items"]
@@ -38,12 +43,16 @@ wal_max = "1MB"
 log_rate_max = "1MB/h"
 availability_min = "99%"
 latency_p99_max = "5ms"
+metric_slope_max = { queue_depth = "10/h" }
+metric_max = { queue_depth = "50", "errors_total" = "1e9" }
+metric_rate_max = { errors_total = "1/s" }
 "#;
 
 /// Three hours of two services through the real writer: `api` leaks
 /// 20 MB/h in a sawtooth, is killed at 1.5 h and restarts flat (the two
 /// incarnations sampled once at the same time); `cache` leaks fds. WAL,
-/// log, host samples, per-minute load with histograms, one fault.
+/// log, host samples, a gauge and a counter scraped from each incarnation,
+/// per-minute load with histograms, one fault.
 fn write_run(dir: &Path) {
     let journal = Journal::create(&dir.join("journal.sqlite")).unwrap();
     let tx = journal.tx();
@@ -99,6 +108,20 @@ fn write_run(dir: &Path) {
             sample(3, 70_000_000 + saw, 30);
         }
         sample(2, 40_000_000 + saw, 20 + (k / 36) as u32);
+        let api = if ts < restart { 1 } else { 3 };
+        for (incarnation, name, value) in [
+            (api, "queue_depth", (k % 40) as f64 + (k / 100) as f64),
+            (2, "queue_depth", (k % 7) as f64),
+            (api, "errors_total", (k * 3 % 1000) as f64),
+            (2, "errors_total", k as f64),
+        ] {
+            tx.send(Record::Metric {
+                ts,
+                incarnation,
+                name: name.into(),
+                value,
+            });
+        }
         for service in ["api", "cache"] {
             tx.send(Record::ServiceSample {
                 ts,
@@ -186,6 +209,9 @@ fn a_report_read_as_it_goes_is_the_report_of_the_whole_journal() {
         "log_rate_max",
         "availability_min",
         "latency_p99_max",
+        "metric_slope_max",
+        "metric_max",
+        "metric_rate_max",
     ] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
@@ -202,6 +228,7 @@ fn a_report_read_as_it_goes_is_the_report_of_the_whole_journal() {
     assert!(lean.samples.is_empty());
     assert!(lean.service_samples.is_empty());
     assert!(lean.host_samples.is_empty());
+    assert!(lean.metrics.is_empty());
     assert!(lean.events.iter().all(|e| match &e.event {
         Event::Load { histogram, .. } => histogram.is_null(),
         _ => true,
