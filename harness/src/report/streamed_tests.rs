@@ -244,3 +244,49 @@ fn a_report_read_as_it_goes_is_the_report_of_the_whole_journal() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html == expected_html, "report.html differs when streamed");
 }
+
+#[test]
+fn samples_that_cannot_be_read_make_their_verdicts_unknown_never_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let path = dir.path().join("journal.sqlite");
+    // A journal damaged after the fact: its resource samples are gone.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE samples")
+        .unwrap();
+    assert!(crate::journal::read(&path).is_err());
+    let lean = RunData::open(&path).unwrap();
+    let sc = scenario_from_journal(lean.run.as_ref().unwrap()).unwrap();
+    let assertions = crate::verdict::judge(&sc, &lean);
+    for name in [
+        "rss_slope_max",
+        "rss_growth_max",
+        "rss_max",
+        "fds_slope_max",
+        "threads_slope_max",
+    ] {
+        let judged: Vec<_> = assertions.iter().filter(|a| a.name == name).collect();
+        assert_eq!(judged.len(), 2, "{name}: {assertions:#?}");
+        for a in judged {
+            assert_eq!(a.verdict, crate::verdict::Verdict::Unknown, "{a:#?}");
+            assert!(
+                a.reason.contains("cannot read the journal's samples"),
+                "{a:#?}"
+            );
+        }
+    }
+    // What other tables tell is still judged.
+    assert!(
+        assertions
+            .iter()
+            .any(|a| a.name == "wal_max" && a.verdict == crate::verdict::Verdict::Fail)
+    );
+    let report = judge_and_report(dir.path()).unwrap();
+    assert_ne!(report.verdict, crate::verdict::Verdict::Pass);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("Its resource samples could not be read"),
+        "the page says why the charts are missing"
+    );
+}
