@@ -157,9 +157,18 @@ pub(super) fn fails_fast(j: &mut Judge, sc: &Scenario, fs: &[FaultRecord], ff: &
             None => (2_000).min((s.to - s.from) / 5),
         };
         let from = s.from + grace;
+        // An interval counts when at least half of it lies between the end
+        // of the grace and the rollback (or the whole window lies in it).
+        // Load is journaled every second: a tick a millisecond after the
+        // grace ends sums a second of the breaker's first timeouts, which
+        // the grace is there to leave out; counted on any overlap, whether
+        // it failed the run depended on that millisecond.
         let during: Vec<&Interval> = all
             .iter()
-            .filter(|i| i.start < s.to && i.end > from)
+            .filter(|i| {
+                let overlap = i.end.min(s.to) - i.start.max(from);
+                overlap > 0 && (2 * overlap >= i.end - i.start || overlap >= s.to - from)
+            })
             .collect();
         let what = format!("the {} on link {}", f.action, f.target);
         let mut h = LatencyHistogram::default();
