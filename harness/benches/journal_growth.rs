@@ -6,6 +6,10 @@
 //! child's wall time and peak RSS: what an operator's VPS must spare.
 //!
 //! `cargo bench -p soak --bench journal_growth`
+//!
+//! With `JOURNAL_GROWTH_DIR=DIR` the run directory is DIR and is kept, so the
+//! report child can be measured again on the same journal:
+//! `/usr/bin/time -v target/release/soak __report DIR`.
 
 use serde_json::json;
 use soak::journal::{Event, Journal, Record};
@@ -29,8 +33,15 @@ log_rate_max = "10MB/h"
 "#;
 
 fn main() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let path = dir.path().join("journal.sqlite");
+    let temp = tempfile::tempdir().expect("a temp dir");
+    let kept = std::env::var_os("JOURNAL_GROWTH_DIR").map(std::path::PathBuf::from);
+    let dir = kept.as_deref().unwrap_or(temp.path());
+    std::fs::create_dir_all(dir).expect("the run directory");
+    let path = dir.join("journal.sqlite");
+    // A kept journal from an earlier run would be appended to.
+    for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("journal.{ext}")));
+    }
     let started = Instant::now();
     let journal = Journal::create(&path).expect("a journal");
     let tx = journal.tx();
@@ -140,7 +151,7 @@ fn main() {
     let started = Instant::now();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_soak"))
         .arg("__report")
-        .arg(dir.path())
+        .arg(dir)
         .spawn()
         .expect("running soak __report");
     // The child's own high-water mark, read from /proc while it runs (it
@@ -164,8 +175,8 @@ fn main() {
     };
     let wall = started.elapsed();
     assert!(status.success(), "soak __report failed: {status}");
-    let html = std::fs::metadata(dir.path().join("report.html")).map_or(0, |m| m.len());
-    let judged = std::fs::read_to_string(dir.path().join("report.json"))
+    let html = std::fs::metadata(dir.join("report.html")).map_or(0, |m| m.len());
+    let judged = std::fs::read_to_string(dir.join("report.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|r| r["assertions"].as_array().map(Vec::len))

@@ -41,7 +41,8 @@ fn segments_from(
         return Ok(vec![parse_csv(&text)?]);
     }
     let service = service.ok_or("a journal needs --service NAME")?;
-    let data = crate::journal::read(path).map_err(|e| e.to_string())?;
+    // One incarnation's samples at a time, as the verdicts read them.
+    let data = crate::journal::RunData::open(path).map_err(|e| e.to_string())?;
     let ids: Vec<i64> = data
         .incarnations
         .iter()
@@ -59,12 +60,11 @@ fn segments_from(
             crate::config::suggest(service, &known, "service")
         ));
     }
-    Ok(ids
-        .iter()
+    ids.iter()
         .map(|id| {
-            data.samples
+            let rows = data.samples_of(*id).map_err(|e| e.to_string())?;
+            Ok(rows
                 .iter()
-                .filter(|s| s.incarnation == *id)
                 .map(|s| {
                     let v = match metric {
                         Metric::Rss => s.rss_bytes as f64,
@@ -73,9 +73,9 @@ fn segments_from(
                     };
                     (s.ts, v)
                 })
-                .collect()
+                .collect())
         })
-        .collect())
+        .collect()
 }
 
 pub fn run(

@@ -5,7 +5,7 @@
 use crate::chaos::{self, Fault};
 use crate::clock::{human, now_ms};
 use crate::config::scenario::{Action, Scenario, Step};
-use crate::journal::{self, Event, Journal, Record, ScheduledFault};
+use crate::journal::{self, Event, Journal, Record, RunData, ScheduledFault};
 use crate::plan::Plan;
 use crate::record::{Note, Recorder, Severity};
 use crate::report::{self, Report};
@@ -285,7 +285,10 @@ pub fn report_child_main(run_dir: &Path) -> ! {
 
 /// Judges a finished (or interrupted) run and writes its report files.
 pub fn judge_and_report(run_dir: &Path) -> Result<Report, String> {
-    let data = journal::read(&run_dir.join("journal.sqlite")).map_err(|e| e.to_string())?;
+    // The sample tables stay in the journal, read one incarnation or one
+    // aggregate at a time: this runs every few minutes on the host being
+    // soaked.
+    let data = RunData::open(&run_dir.join("journal.sqlite")).map_err(|e| e.to_string())?;
     let sc = data.run.as_ref().and_then(scenario_from_journal);
     let assertions = sc
         .as_ref()

@@ -9,42 +9,39 @@
 //! artifact, an email or a laptop offline. Every string that came from a
 //! service, a log or a config is escaped; element ids are built from
 //! indexes, never from names.
+//!
+//! `model.rs` gathers what the page shows (services and their charts'
+//! series, incidents, the time axis) from the report and the journal; this
+//! file and the section modules (host, links, metrics, logs) write it out.
 
 mod chart;
 mod host;
 mod links;
 mod logs;
 mod metrics;
+mod model;
 mod style;
 
+use model::{Page, Resources, ServiceView, rss_trend};
+
 use super::Report;
-use super::summary::describe_exit;
 use super::xml_escape as esc;
 use crate::clock::{human, rfc3339_ms};
-use crate::journal::{Cause, Event, EventRow, IncarnationRow, MetricRow, RunData, SampleRow};
+use crate::journal::{Cause, Event, EventRow, IncarnationRow, RunData};
 use crate::verdict::Verdict;
-use chart::{
-    Bar, FailMark, FaultMark, MAX_POINTS, Marks, Point, Restart, Series, Span, TrendLine,
-    downsample,
-};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use chart::{Marks, Series};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::Path;
 use std::time::Duration;
 
 const MB: f64 = 1_048_576.0;
-/// Incidents merged into one when this close on the same service: a kill,
-/// the exit it causes and the assertion judging it are one story.
-const MERGE_MS: i64 = 2_000;
 /// Incidents shown with their log lines; more would bury the first ones.
 const MAX_EXCERPTS: usize = 40;
 /// Rows of the long tables (incarnations per service, events), half from
 /// the start and half from the end of the run.
 const MAX_ROWS: usize = 1_000;
 const MAX_DETAIL_CHARS: usize = 300;
-/// A trend over seconds (a chaos run) projected over hours would draw noise
-/// as a prediction.
-const MIN_TREND_MS: i64 = 5 * 60_000;
 
 /// Renders the whole page. `logs_dir` holds the services' `NAME.log` files;
 /// a missing folder or file only leaves the incidents without log lines.
@@ -69,141 +66,7 @@ pub fn render(report: &Report, data: &RunData, logs_dir: &Path) -> String {
     h
 }
 
-/// What one service's section shows, computed once: charts link to
-/// anchors, and the top of the page links to charts.
-struct ServiceView<'a> {
-    name: &'a str,
-    /// Id prefix: `s0`, `s1`... (names can hold anything, ids must not).
-    id: String,
-    /// Its resource samples, by time.
-    samples: Vec<&'a SampleRow>,
-    /// Its workloads' `load` events, by workload name.
-    workloads: Vec<(&'a str, Vec<&'a EventRow>)>,
-    /// Its kept metrics, by series, each by time.
-    metrics: BTreeMap<&'a str, Vec<&'a MetricRow>>,
-}
-
-struct Incident {
-    service: Option<String>,
-    at: i64,
-    /// Sorted worst first; the first decides the colour.
-    what: Vec<(Kind, String)>,
-    /// Indexes into `report.assertions`.
-    assertions: Vec<usize>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Kind {
-    Failed,
-    Crash,
-    Hang,
-    Fault,
-}
-
-impl Kind {
-    fn class(self) -> &'static str {
-        match self {
-            Kind::Failed | Kind::Crash | Kind::Hang => "bad",
-            Kind::Fault => "fault",
-        }
-    }
-}
-
-struct Page<'a> {
-    report: &'a Report,
-    data: &'a RunData,
-    span: Span,
-    services: Vec<ServiceView<'a>>,
-    incidents: Vec<Incident>,
-    /// The links of the run and what a fault on each hits.
-    links: links::Links,
-}
-
-impl<'a> Page<'a> {
-    fn new(report: &'a Report, data: &'a RunData) -> Self {
-        let span = span_of(report, data);
-        let mut names: BTreeSet<&str> = report.services.keys().map(String::as_str).collect();
-        names.extend(data.incarnations.iter().map(|i| i.service.as_str()));
-        // Through a hash set: events repeat a few names hundreds of
-        // thousands of times.
-        let in_events: std::collections::HashSet<&str> = data
-            .events
-            .iter()
-            .filter_map(|e| e.service.as_deref())
-            .collect();
-        names.extend(in_events);
-        names.extend(
-            report
-                .assertions
-                .iter()
-                .filter_map(|a| a.service.as_deref()),
-        );
-        // One pass over each big table: a 72 h soak has millions of samples
-        // and hundreds of thousands of load events.
-        let names: Vec<&str> = names.into_iter().collect();
-        let index = |name: &str| names.binary_search(&name).ok();
-        let incs: HashMap<i64, usize> = data
-            .incarnations
-            .iter()
-            .filter_map(|i| Some((i.id, index(&i.service)?)))
-            .collect();
-        let mut samples: Vec<Vec<&SampleRow>> = vec![Vec::new(); names.len()];
-        // Rows of one incarnation tend to come in runs: skip the hash then.
-        let mut last: Option<(i64, Option<usize>)> = None;
-        for row in &data.samples {
-            let service = match last {
-                Some((id, s)) if id == row.incarnation => s,
-                _ => incs.get(&row.incarnation).copied(),
-            };
-            last = Some((row.incarnation, service));
-            if let Some(s) = service {
-                samples[s].push(row);
-            }
-        }
-        let mut metrics: Vec<BTreeMap<&str, Vec<&MetricRow>>> = vec![BTreeMap::new(); names.len()];
-        for row in &data.metrics {
-            if let Some(&s) = incs.get(&row.incarnation) {
-                metrics[s].entry(row.name.as_str()).or_default().push(row);
-            }
-        }
-        let mut metrics = metrics.into_iter();
-        let mut loads: HashMap<(&str, &str), Vec<&EventRow>> = HashMap::new();
-        for e in &data.events {
-            if let (Some(service), Event::Load { workload, .. }) = (e.service.as_deref(), &e.event)
-            {
-                loads.entry((service, workload)).or_default().push(e);
-            }
-        }
-        let mut workloads: BTreeMap<&str, Vec<(&str, Vec<&EventRow>)>> = BTreeMap::new();
-        for ((service, workload), rows) in loads {
-            workloads.entry(service).or_default().push((workload, rows));
-        }
-        let services = names
-            .iter()
-            .zip(samples)
-            .enumerate()
-            .map(|(i, (name, samples))| ServiceView {
-                name,
-                id: format!("s{i}"),
-                samples,
-                workloads: {
-                    let mut w = workloads.remove(name).unwrap_or_default();
-                    w.sort_by_key(|(name, _)| *name);
-                    w
-                },
-                metrics: metrics.next().unwrap_or_default(),
-            })
-            .collect();
-        Page {
-            report,
-            data,
-            span,
-            services,
-            incidents: incidents(report, data),
-            links: links::Links::of(data),
-        }
-    }
-
+impl Page<'_> {
     fn clock(&self, ms: i64) -> String {
         rfc3339_ms(ms).get(11..23).unwrap_or_default().to_string()
     }
@@ -217,31 +80,6 @@ impl<'a> Page<'a> {
             self.clock(ms),
             human(Duration::from_millis(d.unsigned_abs()))
         )
-    }
-
-    fn view(&self, service: &str) -> Option<&ServiceView<'a>> {
-        self.services.iter().find(|s| s.name == service)
-    }
-
-    /// The chart where an assertion is best seen: the metric it judges when
-    /// that was charted, else the service's lifecycle strip.
-    fn chart_of(&self, name: &str, service: Option<&str>) -> Option<String> {
-        let v = self.view(service?)?;
-        let metric = match name {
-            "rss_slope_max" | "rss_max" | "rss_growth_max" if !v.samples.is_empty() => "rss",
-            "fds_slope_max" if !v.samples.is_empty() => "fds",
-            "threads_slope_max" if !v.samples.is_empty() => "threads",
-            "latency_p99_max" if !v.workloads.is_empty() => "lat0",
-            "availability_min" if !v.workloads.is_empty() => "err0",
-            _ => "life",
-        };
-        Some(format!("{}-{metric}", v.id))
-    }
-
-    fn incident_of(&self, assertion: usize) -> Option<usize> {
-        self.incidents
-            .iter()
-            .position(|i| i.assertions.contains(&assertion))
     }
 
     fn head(&self, h: &mut String) {
@@ -446,11 +284,18 @@ impl<'a> Page<'a> {
                 self.span,
                 &marks,
             ));
-            match v.samples.as_slice() {
-                [] => h.push_str(
+            match &v.resources {
+                Ok(None) => h.push_str(
                     "<p class=\"muted\">No resource samples were recorded for this service.</p>",
                 ),
-                rows => self.resource_charts(h, v, rows, &marks),
+                Ok(Some(r)) => self.resource_charts(h, v, r, &marks),
+                Err(e) => {
+                    let _ = write!(
+                        h,
+                        "<p class=\"muted\">Its resource samples could not be read: {}</p>",
+                        esc(e)
+                    );
+                }
             }
             self.load_charts(h, v, &marks);
             self.metric_charts(h, v, &marks);
@@ -483,108 +328,13 @@ impl<'a> Page<'a> {
         );
     }
 
-    fn marks(&self, service: &str) -> Marks {
-        let mut m = Marks::default();
-        let mut prev: Option<&IncarnationRow> = None;
-        for i in self
-            .data
-            .incarnations
-            .iter()
-            .filter(|i| i.service == service)
-        {
-            if let Some(p) = prev {
-                let unplanned = !matches!(p.cause, Some(Cause::Planned | Cause::Stopped));
-                m.restarts.push(Restart {
-                    at: i.started_at,
-                    unplanned,
-                    title: format!(
-                        "restart at {}: pid {} started; before: pid {} {}",
-                        self.clock(i.started_at),
-                        i.pid.map_or("?".into(), |p| p.to_string()),
-                        p.pid.map_or("?".into(), |p| p.to_string()),
-                        describe_exit(p)
-                    ),
-                });
-            }
-            prev = Some(i);
-        }
-        for f in self
-            .report
-            .faults
-            .iter()
-            .filter(|f| f.target == service || self.links.hits(&f.target, &f.action, service))
-        {
-            m.faults.push(FaultMark {
-                from: f.injected_at,
-                to: f.rolled_back_at,
-                label: if f.target == service {
-                    f.action.clone()
-                } else {
-                    format!("{} {}", f.action, f.target)
-                },
-                title: format!(
-                    "fault step {}: {} {} at {}{}",
-                    f.step,
-                    f.action,
-                    f.target,
-                    self.clock(f.injected_at),
-                    f.rolled_back_at
-                        .map(|t| format!(", rolled back at {}", self.clock(t)))
-                        .unwrap_or_default()
-                ),
-            });
-        }
-        for a in &self.report.assertions {
-            let (Verdict::Fail, Some(at)) = (a.verdict, a.at) else {
-                continue;
-            };
-            if a.service.as_deref().is_some_and(|s| s != service) {
-                continue;
-            }
-            m.failures.push(FailMark {
-                at,
-                label: format!("✕ {}", a.name),
-                title: format!("{} failed at {}: {}", a.name, self.clock(at), a.reason),
-            });
-        }
-        m
-    }
-
-    fn bars(&self, service: &str) -> Vec<Bar> {
-        self.data
-            .incarnations
-            .iter()
-            .filter(|i| i.service == service)
-            .map(|i| Bar {
-                from: i.started_at,
-                ready: i.ready_at,
-                to: i.ended_at.unwrap_or(self.span.t1),
-                title: format!(
-                    "pid {}: started {}, {}, {}",
-                    i.pid.map_or("?".into(), |p| p.to_string()),
-                    self.clock(i.started_at),
-                    i.ready_at.map_or("never ready".into(), |r| format!(
-                        "ready after {}",
-                        human(Duration::from_millis(
-                            r.saturating_sub(i.started_at).max(0) as u64
-                        ))
-                    )),
-                    describe_exit(i)
-                ),
-            })
-            .collect()
-    }
-
-    fn resource_charts(&self, h: &mut String, v: &ServiceView, rows: &[&SampleRow], marks: &Marks) {
-        // One series at a time: a 72 h service at 1 s is 259 200 points
-        // each, and the report child's peak is the journal read plus these.
-        let [rss, cpu, fds, threads] = [
-            Resource::Rss,
-            Resource::Cpu,
-            Resource::Fds,
-            Resource::Threads,
-        ]
-        .map(|r| downsample(&resource_series(rows, r), MAX_POINTS));
+    fn resource_charts(&self, h: &mut String, v: &ServiceView, r: &Resources, marks: &Marks) {
+        let (rss, cpu, fds, threads) = (
+            r.rss.clone(),
+            r.cpu.clone(),
+            r.fds.clone(),
+            r.threads.clone(),
+        );
         let trend = rss_trend(self.report, v.name);
         let peak = rss.iter().map(|p| p.v).fold(f64::NAN, f64::max);
         let last = rss.last().map_or(f64::NAN, |p| p.v);
@@ -636,36 +386,9 @@ impl<'a> Page<'a> {
     }
 
     fn load_charts(&self, h: &mut String, v: &ServiceView, marks: &Marks) {
-        for (k, (w, loads)) in v.workloads.iter().enumerate() {
-            // One pass over the events: a 72 h soak has a quarter of a
-            // million per workload, each detail a separate allocation.
-            let (mut p50, mut p99, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut failed, mut sent) = (0.0, 0.0);
-            for e in loads {
-                let Event::Load {
-                    sent: n,
-                    failed: f,
-                    p50_ms,
-                    p99_ms,
-                    ..
-                } = &e.event
-                else {
-                    continue;
-                };
-                let point = |v| Point {
-                    t: e.ts as f64,
-                    v,
-                    seg: 0,
-                };
-                p50.push(point(*p50_ms));
-                p99.push(point(*p99_ms));
-                let (f, n) = (*f as f64, *n as f64);
-                if n > 0.0 {
-                    errors.push(point(100.0 * f / n));
-                }
-                (failed, sent) = (failed + f, sent + n);
-            }
-            let (p50, p99) = (downsample(&p50, MAX_POINTS), downsample(&p99, MAX_POINTS));
+        for (k, l) in v.workloads.iter().enumerate() {
+            let (w, failed, sent) = (l.workload, l.failed, l.sent);
+            let (p50, p99, errors) = (l.p50.clone(), l.p99.clone(), l.errors.clone());
             let worst = p99.iter().map(|p| p.v).fold(f64::NAN, f64::max);
             let _ = write!(
                 h,
@@ -702,7 +425,7 @@ impl<'a> Page<'a> {
                 &[Series {
                     name: "failed %",
                     color: "#b3261e",
-                    points: downsample(&errors, MAX_POINTS),
+                    points: errors,
                 }],
                 None,
                 self.span,
@@ -982,227 +705,6 @@ fn verdict_word(v: Verdict) -> (&'static str, &'static str) {
     }
 }
 
-/// The page's time axis: the run, or failing that whatever the journal saw.
-fn span_of(report: &Report, data: &RunData) -> Span {
-    let times = data
-        .incarnations
-        .iter()
-        .flat_map(|i| [Some(i.started_at), i.ended_at])
-        .flatten()
-        .chain(data.events.iter().map(|e| e.ts))
-        .chain(data.samples.first().map(|s| s.ts))
-        .chain(data.samples.last().map(|s| s.ts));
-    let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-    let t0 = if data.run.is_some() && report.run.started_at > 0 {
-        report.run.started_at
-    } else if lo <= hi {
-        lo
-    } else {
-        report.run.started_at
-    };
-    let t1 = report.run.ended_at.unwrap_or(hi).max(hi);
-    Span {
-        t0,
-        // A zero-length axis cannot be drawn.
-        t1: if t1 > t0 {
-            t1
-        } else {
-            t0.saturating_add(1_000)
-        },
-    }
-}
-
-/// Crashes, hangs, faults and failed assertions, merged when they are one
-/// story (same service, within [`MERGE_MS`]), in time order.
-fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
-    let mut raw: Vec<Incident> = Vec::new();
-    let one = |service: Option<&str>, at, kind, text: String| Incident {
-        service: service.map(str::to_string),
-        at,
-        what: vec![(kind, text)],
-        assertions: Vec::new(),
-    };
-    for (i, a) in report.assertions.iter().enumerate() {
-        if let (Verdict::Fail, Some(at)) = (a.verdict, a.at) {
-            let mut inc = one(
-                a.service.as_deref(),
-                at,
-                Kind::Failed,
-                format!("{} failed: {}", a.name, a.reason),
-            );
-            inc.assertions.push(i);
-            raw.push(inc);
-        }
-    }
-    let hung_events: Vec<(&EventRow, &str)> = data
-        .events
-        .iter()
-        .filter_map(|e| match &e.event {
-            Event::Hung { reason, .. } => Some((e, reason.as_str())),
-            _ => None,
-        })
-        .collect();
-    for &(e, why) in &hung_events {
-        raw.push(one(
-            e.service.as_deref(),
-            e.ts,
-            Kind::Hang,
-            format!("hang detected: {why}"),
-        ));
-    }
-    for i in &data.incarnations {
-        let (Some(end), Some(cause)) = (i.ended_at, i.cause) else {
-            continue;
-        };
-        // A hang already has its incident from the `hung` event.
-        let told = cause == Cause::Hung
-            && hung_events.iter().any(|(e, _)| {
-                e.service.as_deref() == Some(i.service.as_str())
-                    && (end.saturating_sub(60_000)..=end).contains(&e.ts)
-            });
-        if matches!(cause, Cause::Unplanned | Cause::Hung | Cause::GaveUp) && !told {
-            let pid = i.pid.map_or("?".into(), |p| p.to_string());
-            raw.push(one(
-                Some(&i.service),
-                end,
-                if cause == Cause::Hung {
-                    Kind::Hang
-                } else {
-                    Kind::Crash
-                },
-                format!(
-                    "pid {pid} died: {}{}",
-                    describe_exit(i),
-                    if cause == Cause::GaveUp {
-                        "; start limit reached, not restarted"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-    }
-    for f in &report.faults {
-        let held = f.rolled_back_at.map_or(String::new(), |t| {
-            format!(
-                ", rolled back after {}",
-                human(Duration::from_millis(
-                    t.saturating_sub(f.injected_at).max(0) as u64
-                ))
-            )
-        });
-        raw.push(one(
-            Some(&f.target),
-            f.injected_at,
-            Kind::Fault,
-            format!("fault step {}: {} {}{held}", f.step, f.action, f.target),
-        ));
-    }
-    raw.sort_by(|a, b| (&a.service, a.at).cmp(&(&b.service, b.at)));
-    let mut merged: Vec<Incident> = Vec::new();
-    for inc in raw {
-        match merged.last_mut() {
-            Some(m) if m.service == inc.service && inc.at.saturating_sub(m.at) <= MERGE_MS => {
-                m.what.extend(inc.what);
-                m.assertions.extend(inc.assertions);
-            }
-            _ => merged.push(inc),
-        }
-    }
-    for m in &mut merged {
-        m.what.sort_by_key(|w| w.0);
-    }
-    merged.sort_by_key(|m| m.at);
-    merged
-}
-
-/// RSS (MB), CPU (% of one core), fds and threads of one service, in one
-/// pass over its rows (millions in a long soak). CPU use comes from the
-/// cumulative CPU seconds of consecutive samples of one incarnation.
-/// A resource sampled per incarnation.
-#[derive(Clone, Copy)]
-enum Resource {
-    Rss,
-    Cpu,
-    Fds,
-    Threads,
-}
-
-/// One resource of a service over time, one line segment per incarnation:
-/// RSS in MB, fds, threads, or CPU in % of one core between consecutive
-/// samples of the same incarnation.
-fn resource_series(rows: &[&SampleRow], which: Resource) -> Vec<Point> {
-    let point = |r: &SampleRow, v| Point {
-        t: r.ts as f64,
-        v,
-        seg: r.incarnation,
-    };
-    match which {
-        Resource::Rss => {
-            return rows
-                .iter()
-                .map(|r| point(r, r.rss_bytes as f64 / MB))
-                .collect();
-        }
-        Resource::Fds => return rows.iter().map(|r| point(r, r.fds as f64)).collect(),
-        Resource::Threads => return rows.iter().map(|r| point(r, r.threads as f64)).collect(),
-        Resource::Cpu => {}
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    // The sample before, per incarnation; rows of one incarnation mostly
-    // follow each other, so the map is only touched when that changes.
-    let mut prev: Option<&SampleRow> = None;
-    let mut seen: HashMap<i64, (i64, f64)> = HashMap::new();
-    for r in rows {
-        let before = match prev {
-            Some(q) if q.incarnation == r.incarnation => Some((q.ts, q.cpu_seconds)),
-            _ => {
-                if let Some(q) = prev {
-                    seen.insert(q.incarnation, (q.ts, q.cpu_seconds));
-                }
-                seen.get(&r.incarnation).copied()
-            }
-        };
-        if let Some((t, c)) = before
-            && r.ts > t
-            && r.cpu_seconds >= c
-        {
-            out.push(point(
-                r,
-                100.0 * (r.cpu_seconds - c) / ((r.ts as f64 - t as f64) / 1000.0),
-            ));
-        }
-        prev = Some(r);
-    }
-    out
-}
-
-/// The line the `rss_slope_max` verdict of `service` fitted, in MB: the
-/// chart shows the verdict's own trend, so its label cannot contradict the
-/// assertion beside it. None without that assertion or a fitted line.
-fn rss_trend(report: &Report, service: &str) -> Option<TrendLine> {
-    let fit = report
-        .assertions
-        .iter()
-        .filter(|a| a.name == "rss_slope_max" && a.service.as_deref() == Some(service))
-        .find_map(|a| a.trend.as_ref())
-        .filter(|fit| fit.to.saturating_sub(fit.from) >= MIN_TREND_MS)?;
-    let slope = fit.slope_per_hour / MB;
-    let digits = if slope.abs() < 1.0 { 2 } else { 1 };
-    let mut shown = format!("{slope:+.digits$}");
-    // A flat line rounds to "-0.00", which reads like a shrinking service.
-    if shown.trim_start_matches(['+', '-', '0', '.']).is_empty() {
-        shown = format!("{:.digits$}", 0.0);
-    }
-    Some(TrendLine {
-        t_from: fit.from,
-        v_from: fit.value_at_from / MB,
-        t_last: fit.to,
-        per_hour: slope,
-        label: format!("trend {shown} MB/h"),
-    })
-}
-
 /// A JSON detail as `key=value` pairs, strings unquoted, cut to a line.
 fn detail_text(v: &serde_json::Value) -> String {
     let mut s = match v {
@@ -1226,7 +728,7 @@ fn detail_text(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::RunRow;
+    use crate::journal::{MetricRow, RunRow, SampleRow};
     use crate::report::build;
     use crate::verdict::{Assertion, FittedTrend};
     use proptest::prelude::*;

@@ -246,16 +246,20 @@ fn links(data: &RunData) -> BTreeMap<String, LinkInfo> {
 
 fn host(data: &RunData) -> HostInfo {
     let fmax = |it: &mut dyn Iterator<Item = f64>| it.filter(|v| v.is_finite()).reduce(f64::max);
+    let (mut soak_peak, mut min_mem, mut min_disk) = (None::<i64>, None::<i64>, None::<i64>);
+    // Unreadable host samples leave these figures out, as if never
+    // measured: they describe the host, and no verdict rests on them.
+    let _ = data.for_each_host_sample(|h| {
+        soak_peak = Some(soak_peak.map_or(h.soak_rss_bytes, |p| p.max(h.soak_rss_bytes)));
+        min_mem = Some(min_mem.map_or(h.mem_available_bytes, |m| m.min(h.mem_available_bytes)));
+        min_disk = Some(min_disk.map_or(h.disk_free_bytes, |m| m.min(h.disk_free_bytes)));
+    });
     HostInfo {
         lag_worst_p99_ms: fmax(&mut data.lag.iter().map(|l| l.p99_ms)),
         lag_worst_max_ms: fmax(&mut data.lag.iter().map(|l| l.max_ms)),
-        soak_peak_rss_bytes: data.host_samples.iter().map(|h| h.soak_rss_bytes).max(),
-        min_mem_available_bytes: data
-            .host_samples
-            .iter()
-            .map(|h| h.mem_available_bytes)
-            .min(),
-        min_disk_free_bytes: data.host_samples.iter().map(|h| h.disk_free_bytes).min(),
+        soak_peak_rss_bytes: soak_peak,
+        min_mem_available_bytes: min_mem,
+        min_disk_free_bytes: min_disk,
     }
 }
 

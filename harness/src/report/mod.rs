@@ -7,3 +7,6 @@ mod summary;
 
 pub use json::{Report, SCHEMA, build, junit, write, write_atomic, xml_escape};
 pub use summary::{ServiceSummary, summarize};
+
+#[cfg(test)]
+mod streamed_tests;

@@ -245,14 +245,6 @@ pub(super) fn log_rate(j: &mut Judge, service: &str, max_per_hour: f64) {
     // soak's 29-byte prefix on every line and soak's own lines, so it
     // over-counts a service of short lines 2-4 times. It is used only when
     // some incarnation has no exit journaled (a run that was killed).
-    let sampled = j
-        .data
-        .service_samples
-        .iter()
-        .filter(|s| s.service == service)
-        .map(|s| s.log_bytes.max(0) as u64)
-        .max()
-        .unwrap_or(0);
     let exits: Vec<(i64, u64)> = events_of(j.data, service)
         .filter_map(|e| match &e.event {
             Event::Exited {
@@ -265,15 +257,31 @@ pub(super) fn log_rate(j: &mut Judge, service: &str, max_per_hour: f64) {
         .collect();
     let at_exit: u64 = exits.iter().map(|e| e.1).sum();
     let all_exited = incarnations_of(j.data, service).all(|i| exits.iter().any(|e| e.0 == i.id));
+    let expected = format!("log <= {}/min", bytes(max_per_hour / 60.0));
     let written = if all_exited && !exits.is_empty() {
         at_exit
     } else {
-        sampled.max(at_exit)
+        match j.data.peak_log_bytes(service) {
+            Ok(sampled) => sampled.max(at_exit),
+            Err(e) => {
+                j.push(
+                    "log_rate_max",
+                    Some(service),
+                    Verdict::Unknown,
+                    [
+                        expected,
+                        "unreadable".into(),
+                        format!("{service}: cannot read the log sizes sampled: {e}"),
+                    ],
+                    None,
+                );
+                return;
+            }
+        }
     };
     let start = j.data.run.as_ref().map_or(0, |r| r.started_at);
     let span_ms = (run_end(j.data) - start).max(1);
     let per_hour = written as f64 * 3_600_000.0 / span_ms as f64;
-    let expected = format!("log <= {}/min", bytes(max_per_hour / 60.0));
     let observed = format!(
         "{} in {} ({}/min)",
         bytes(written as f64),

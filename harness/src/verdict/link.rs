@@ -7,7 +7,7 @@
 use super::{FaultRecord, Judge, Verdict, ms};
 use crate::clock::human;
 use crate::config::scenario::{FailsFast, RecoversWithin, Scenario, Step, is_link_action};
-use crate::journal::{Event, RunData};
+use crate::journal::{Event, EventRow, RunData};
 use crate::workload::LatencyHistogram;
 
 /// A link fault's active span as journaled: injected until rolled back (or
@@ -79,13 +79,14 @@ fn is_link_fault(sc: &Scenario, f: &FaultRecord) -> bool {
     is_link_action(&f.action) && sc.config.links.contains_key(&f.target)
 }
 
-/// One load interval of a workload: [start, end], counts, histogram.
+/// One load interval of a workload: [start, end], counts, and its load
+/// event (whose histogram [`RunData::histogram`] reads).
 struct Interval<'a> {
     start: i64,
     end: i64,
     ok: u64,
     failed: u64,
-    histogram: &'a serde_json::Value,
+    event: &'a EventRow,
 }
 
 /// The workload's intervals. A load event is journaled at the end of its
@@ -93,7 +94,7 @@ struct Interval<'a> {
 /// events is the reporting period (a longer gap is an interval that sent
 /// nothing), and one event alone is taken as a second long.
 fn intervals<'a>(data: &'a RunData, workload: &str) -> Vec<Interval<'a>> {
-    let rows: Vec<(i64, u64, u64, &serde_json::Value)> = data
+    let rows: Vec<(i64, u64, u64, &EventRow)> = data
         .events
         .iter()
         .filter_map(|e| match &e.event {
@@ -101,9 +102,8 @@ fn intervals<'a>(data: &'a RunData, workload: &str) -> Vec<Interval<'a>> {
                 workload: w,
                 ok,
                 failed,
-                histogram,
                 ..
-            } if w == workload => Some((e.ts, *ok, *failed, histogram)),
+            } if w == workload => Some((e.ts, *ok, *failed, e)),
             _ => None,
         })
         .collect();
@@ -114,12 +114,12 @@ fn intervals<'a>(data: &'a RunData, workload: &str) -> Vec<Interval<'a>> {
         .min()
         .unwrap_or(1_000);
     rows.into_iter()
-        .map(|(ts, ok, failed, histogram)| Interval {
+        .map(|(ts, ok, failed, event)| Interval {
             start: ts - period,
             end: ts,
             ok,
             failed,
-            histogram,
+            event,
         })
         .collect()
 }
@@ -157,14 +157,44 @@ pub(super) fn fails_fast(j: &mut Judge, sc: &Scenario, fs: &[FaultRecord], ff: &
             None => (2_000).min((s.to - s.from) / 5),
         };
         let from = s.from + grace;
+        // An interval counts when at least half of it lies between the end
+        // of the grace and the rollback (or the whole window lies in it).
+        // Load is journaled every second: a tick a millisecond after the
+        // grace ends sums a second of the breaker's first timeouts, which
+        // the grace is there to leave out; counted on any overlap, whether
+        // it failed the run depended on that millisecond.
         let during: Vec<&Interval> = all
             .iter()
-            .filter(|i| i.start < s.to && i.end > from)
+            .filter(|i| {
+                let overlap = i.end.min(s.to) - i.start.max(from);
+                overlap > 0 && (2 * overlap >= i.end - i.start || overlap >= s.to - from)
+            })
             .collect();
         let what = format!("the {} on link {}", f.action, f.target);
         let mut h = LatencyHistogram::default();
+        let mut unreadable = None;
         for i in &during {
-            h.merge_json(i.histogram);
+            match j.data.histogram(i.event) {
+                Ok(v) => h.merge_json(&v),
+                Err(e) => {
+                    unreadable = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = unreadable {
+            j.push(
+                "fails_fast",
+                Some(&service),
+                Verdict::Unknown,
+                [
+                    expected.clone(),
+                    "unreadable".into(),
+                    format!("cannot read the latency histograms of {w}: {e}"),
+                ],
+                Some(f.injected_at),
+            );
+            continue;
         }
         let Some(p99) = h.quantile_ms(0.99) else {
             j.push(

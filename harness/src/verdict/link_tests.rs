@@ -121,6 +121,46 @@ fn a_gateway_that_fails_fast_behind_a_blackholed_link_passes() {
 }
 
 #[test]
+fn a_load_interval_ending_just_after_the_grace_belongs_to_the_grace() {
+    let sc = scenario("fails_fast = { workload = \"work\", p99_max = \"500ms\" }\n");
+    // Ticks a millisecond past each second: the one at 12.001 s sums the
+    // second before the 2 s grace ended, when the breaker was still
+    // timing out; every later one answers in 50 ms.
+    let mut events = vec![fault(10_000, "store", 0, "blackhole")];
+    for s in 1..=30 {
+        let ts = s * 1_000 + 1;
+        events.push(match ts {
+            10_001..=12_001 => work(ts, 20, 20, 3_000.0),
+            12_002..=20_001 => work(ts, 20, 20, 50.0),
+            _ => work(ts, 20, 0, 2.0),
+        });
+    }
+    events.push(rolled_back(20_000));
+    events.sort_by_key(|e| e.ts);
+    let a = &judge(&sc, &data(vec![], events))[0];
+    assert_eq!(
+        (a.name.as_str(), a.verdict),
+        ("fails_fast", Verdict::Pass),
+        "{}",
+        a.reason
+    );
+    // The same timeouts a second later are in the window, and fail it.
+    let mut events = vec![fault(10_000, "store", 0, "blackhole")];
+    for s in 1..=30 {
+        let ts = s * 1_000 + 1;
+        events.push(match ts {
+            10_001..=13_001 => work(ts, 20, 20, 3_000.0),
+            13_002..=20_001 => work(ts, 20, 20, 50.0),
+            _ => work(ts, 20, 0, 2.0),
+        });
+    }
+    events.push(rolled_back(20_000));
+    events.sort_by_key(|e| e.ts);
+    let a = &judge(&sc, &data(vec![], events))[0];
+    assert_eq!(a.verdict, Verdict::Fail, "{}", a.reason);
+}
+
+#[test]
 fn a_gateway_that_hangs_behind_a_blackholed_link_fails_naming_its_p99() {
     let sc = scenario("fails_fast = { workload = \"work\", p99_max = \"500ms\" }\n");
     let d = data(

@@ -13,18 +13,14 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
     let e = &sc.expect;
     for w in &sc.workloads {
         let service = sc.config.workloads[w].service.get_ref().clone();
-        // Each interval of the workload: (sent, ok, latency histogram).
+        // Each interval of the workload: (sent, ok, its load event).
         let loads: Vec<_> = data
             .events
             .iter()
             .filter_map(|e| match &e.event {
                 Event::Load {
-                    workload,
-                    sent,
-                    ok,
-                    histogram,
-                    ..
-                } if workload == w => Some((*sent, *ok, histogram)),
+                    workload, sent, ok, ..
+                } if workload == w => Some((*sent, *ok, e)),
                 _ => None,
             })
             .collect();
@@ -71,10 +67,32 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
         }
         if let Some(max) = e.latency_p99_max {
             let mut h = LatencyHistogram::default();
-            for (_, _, histogram) in &loads {
-                h.merge_json(histogram);
+            let mut unreadable = None;
+            for (_, _, e) in &loads {
+                match data.histogram(e) {
+                    Ok(v) => h.merge_json(&v),
+                    Err(err) => {
+                        unreadable = Some(err);
+                        break;
+                    }
+                }
             }
             let expected = format!("p99 <= {}", human(max.0));
+            if let Some(err) = unreadable {
+                push(
+                    out,
+                    "latency_p99_max",
+                    &service,
+                    Verdict::Unknown,
+                    [
+                        expected,
+                        "unreadable".into(),
+                        format!("cannot read the latency histograms of {w}: {err}"),
+                    ],
+                    None,
+                );
+                continue;
+            }
             match h.quantile_ms(0.99) {
                 None => push(
                     out,

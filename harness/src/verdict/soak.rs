@@ -5,9 +5,8 @@
 use super::trend::{self, Decision, Metric, Params};
 use super::{Assertion, FittedTrend, Judge, Verdict, bytes};
 use crate::clock::{human, rfc3339_ms};
-use crate::config::scenario::Scenario;
+use crate::config::scenario::{Expect, Scenario};
 use crate::journal::{Cause, RunData, SampleRow};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn verdict(d: Decision) -> Verdict {
@@ -16,19 +15,6 @@ fn verdict(d: Decision) -> Verdict {
         Decision::Fail => Verdict::Fail,
         Decision::Unknown => Verdict::Unknown,
     }
-}
-
-/// Each incarnation's samples of `service`, oldest first.
-fn segments<'a>(data: &'a RunData, service: &str) -> Vec<(i64, Vec<&'a SampleRow>)> {
-    let mut by_inc: BTreeMap<i64, Vec<&SampleRow>> = BTreeMap::new();
-    for s in &data.samples {
-        by_inc.entry(s.incarnation).or_default().push(s);
-    }
-    data.incarnations
-        .iter()
-        .filter(|i| i.service == service)
-        .filter_map(|i| Some((i.id, by_inc.remove(&i.id)?)))
-        .collect()
 }
 
 pub(super) fn push(
@@ -52,156 +38,148 @@ pub(super) fn push(
     });
 }
 
+/// A trend expectation of one service, judged incarnation by incarnation.
+struct TrendCheck {
+    name: &'static str,
+    limit: f64,
+    params: Params,
+    value: fn(&SampleRow) -> f64,
+    /// Per incarnation with samples, in order: its trend when it counted.
+    judged: Vec<(usize, trend::Trend)>,
+    /// Per incarnation with samples: what [`fitted`] needs of it.
+    fits: Vec<SegmentFit>,
+}
+
+/// One incarnation's points after the warm-up, and the line its own trend
+/// draws through them.
+struct SegmentFit {
+    incarnation: i64,
+    points: usize,
+    span_ms: i64,
+    /// First and last point, and Theil–Sen's intercept at the first.
+    line: Option<(i64, i64, f64)>,
+}
+
+/// What the sample-based expectations of one service found, read one
+/// incarnation at a time.
+struct Found {
+    checks: Vec<TrendCheck>,
+    /// Incarnations with samples.
+    segments: usize,
+    /// The time of the last sample of the last of them.
+    last_ts: Option<i64>,
+    /// The highest RSS sample (the latest of equal ones).
+    peak: Option<SampleRow>,
+    /// The worst RSS growth of an incarnation, and when it was measured.
+    growth: Option<(f64, i64)>,
+}
+
 pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
     let (out, data) = (&mut j.out, j.data);
     let e = &sc.expect;
     let warmup = e.warmup.map_or(5 * 60_000, |d| d.0.as_millis() as i64);
     let min_span = e.min_span.map_or(30 * 60_000, |d| d.0.as_millis() as i64);
-    let host = data.host_samples.last();
+    let host = data.last_host_sample().map_err(|e| e.to_string());
     for service in &sc.services {
-        let segs = segments(data, service);
+        let ids: Vec<i64> = data
+            .incarnations
+            .iter()
+            .filter(|i| &i.service == service)
+            .map(|i| i.id)
+            .collect();
         // The projection's ceiling: rss_max if given, else what the service
         // held when the host was last sampled plus what the host still had
         // available (available memory alone is not a ceiling for RSS).
-        let host_limit = host.map(|h| {
-            let held = segs
-                .iter()
-                .flat_map(|(_, rows)| rows)
-                .filter(|r| r.ts <= h.ts)
-                .max_by_key(|r| r.ts)
-                .map_or(0, |r| r.rss_bytes);
-            (h.mem_available_bytes + held) as f64
-        });
-        let series = |f: fn(&SampleRow) -> f64| -> Vec<Vec<(i64, f64)>> {
-            segs.iter()
-                .map(|(_, rows)| rows.iter().map(|r| (r.ts, f(r))).collect())
-                .collect()
+        let host_limit = match &host {
+            Ok(Some(h)) => data
+                .last_sample_at(&ids, h.ts)
+                .map(|held| Some((h.mem_available_bytes + held.map_or(0, |r| r.rss_bytes)) as f64))
+                .map_err(|e| e.to_string()),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.clone()),
         };
-        let trends = [
+        let mut checks = Vec::new();
+        for (name, limit, metric, value) in [
             (
                 "rss_slope_max",
                 e.rss_slope_max.map(|r| r.0),
                 Metric::Rss,
-                series(|r| r.rss_bytes as f64),
+                (|r| r.rss_bytes as f64) as fn(&SampleRow) -> f64,
             ),
             (
                 "fds_slope_max",
                 e.fds_slope_max.map(|r| r.0),
                 Metric::Fds,
-                series(|r| r.fds as f64),
+                |r| r.fds as f64,
             ),
             (
                 "threads_slope_max",
                 e.threads_slope_max.map(|r| r.0),
                 Metric::Threads,
-                series(|r| r.threads as f64),
+                |r| r.threads as f64,
             ),
-        ];
-        for (name, limit, metric, series) in trends {
+        ] {
             let Some(limit) = limit else { continue };
             let mut p = Params::new(metric, limit);
             p.warmup_ms = warmup;
             p.min_span_ms = min_span;
             p.min_points = 20;
             if metric == Metric::Rss {
-                p.limit = e.rss_max.map(|m| m.0 as f64).or(host_limit);
+                p.limit = match (e.rss_max, &host_limit) {
+                    (Some(m), _) => Some(m.0 as f64),
+                    (None, Ok(l)) => *l,
+                    (None, Err(_)) => None,
+                };
             }
-            let refs: Vec<&[(i64, f64)]> = series.iter().map(Vec::as_slice).collect();
-            let t = trend::judge_segments(&refs, &p);
-            let unit = if metric == Metric::Rss { "MB/h" } else { "/h" };
-            let scale = if metric == Metric::Rss {
-                1_048_576.0
-            } else {
-                1.0
-            };
-            let observed = if t.slope_per_hour.is_finite() {
-                format!(
-                    "{:.2} {unit} (CI {:.2}..{:.2}, p={:.3})",
-                    t.slope_per_hour / scale,
-                    t.ci_per_hour.0 / scale,
-                    t.ci_per_hour.1 / scale,
-                    t.p_value
-                )
-            } else {
-                "too few samples".into()
-            };
-            let at = series.iter().flatten().last().map(|(ts, _)| *ts);
-            let line = fitted(&segs, &series, &p, &t);
-            push(
-                out,
+            checks.push(TrendCheck {
                 name,
-                service,
-                verdict(t.decision),
-                [
-                    format!("<= {:.2} {unit}", limit / scale),
-                    observed,
-                    t.reason,
-                ],
-                at,
-            );
-            if let Some(a) = out.last_mut() {
-                a.trend = line;
-            }
+                limit,
+                params: p,
+                value,
+                judged: Vec::new(),
+                fits: Vec::new(),
+            });
         }
-        if let Some(max) = e.rss_max {
-            let peak = data
-                .samples
-                .iter()
-                .filter(|s| segs.iter().any(|(id, _)| *id == s.incarnation))
-                .max_by_key(|s| s.rss_bytes);
-            match peak {
-                None => push(
-                    out,
-                    "rss_max",
-                    service,
-                    Verdict::Unknown,
-                    [
-                        format!("<= {}", bytes(max.0 as f64)),
-                        "no samples".into(),
-                        "no RSS was sampled".into(),
-                    ],
-                    None,
-                ),
-                Some(p) => {
-                    let ok = p.rss_bytes as u64 <= max.0;
-                    let reason = format!(
-                        "peak RSS {} at {} (limit {})",
-                        bytes(p.rss_bytes as f64),
-                        &rfc3339_ms(p.ts)[11..19],
-                        bytes(max.0 as f64)
-                    );
-                    push(
-                        out,
-                        "rss_max",
-                        service,
-                        if ok { Verdict::Pass } else { Verdict::Fail },
-                        [
-                            format!("<= {}", bytes(max.0 as f64)),
-                            bytes(p.rss_bytes as f64),
-                            reason,
-                        ],
-                        Some(p.ts),
-                    );
-                }
-            }
-        }
-        if let Some(g) = e.rss_growth_max {
-            growth(out, service, &segs, g.fraction, g.per, warmup, min_span);
+        let needs_samples = !checks.is_empty() || e.rss_max.is_some() || e.rss_growth_max.is_some();
+        let found = if needs_samples {
+            host_limit.and_then(|_| {
+                let growth = e.rss_growth_max.map(|g| (g.per, warmup, min_span));
+                read_segments(data, &ids, checks, growth)
+            })
+        } else {
+            Ok(Found {
+                checks,
+                segments: 0,
+                last_ts: None,
+                peak: None,
+                growth: None,
+            })
+        };
+        match found {
+            Ok(found) => judge_found(out, service, e, found),
+            Err(err) => unreadable(out, service, e, &err),
         }
         if let Some(b) = &e.restart_budget {
             restart_budget(out, data, service, b.max, b.window.0);
         }
         if let Some(w) = e.wal_max {
-            let peak = data
-                .service_samples
-                .iter()
-                .filter(|s| &s.service == service)
-                .max_by_key(|s| s.wal_bytes);
             if sc.config.services[service].sqlite.is_empty() {
                 continue;
             }
-            match peak {
-                None => push(
+            match data.peak_wal(service) {
+                Err(err) => push(
+                    out,
+                    "wal_max",
+                    service,
+                    Verdict::Unknown,
+                    [
+                        format!("<= {}", bytes(w.0 as f64)),
+                        "unreadable".into(),
+                        format!("cannot read the WAL sizes sampled: {err}"),
+                    ],
+                    None,
+                ),
+                Ok(None) => push(
                     out,
                     "wal_max",
                     service,
@@ -213,8 +191,8 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
                     ],
                     None,
                 ),
-                Some(p) => {
-                    let ok = p.wal_bytes as u64 <= w.0;
+                Ok(Some((ts, wal_bytes))) => {
+                    let ok = wal_bytes as u64 <= w.0;
                     push(
                         out,
                         "wal_max",
@@ -222,14 +200,14 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
                         if ok { Verdict::Pass } else { Verdict::Fail },
                         [
                             format!("<= {}", bytes(w.0 as f64)),
-                            bytes(p.wal_bytes as f64),
+                            bytes(wal_bytes as f64),
                             format!(
                                 "WAL peaked at {} (limit {})",
-                                bytes(p.wal_bytes as f64),
+                                bytes(wal_bytes as f64),
                                 bytes(w.0 as f64)
                             ),
                         ],
-                        Some(p.ts),
+                        Some(ts),
                     );
                 }
             }
@@ -237,87 +215,260 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
     }
 }
 
-/// The line of `t` through the incarnation it was decided on, found by the
-/// points and span the verdict reports (the trend module does not name the
-/// incarnation). None without a finite slope or when two incarnations match.
-fn fitted(
-    segs: &[(i64, Vec<&SampleRow>)],
-    series: &[Vec<(i64, f64)>],
-    p: &Params,
-    t: &trend::Trend,
-) -> Option<FittedTrend> {
-    if !t.slope_per_hour.is_finite() || t.points == 0 {
-        return None;
+/// Reads each incarnation of `ids` in turn (only one is in memory at a
+/// time: a 72 h incarnation sampled every 5 s is 52 000 rows) and keeps
+/// what each expectation needs of it. Incarnations without samples do not
+/// count, as if they had not run.
+fn read_segments(
+    data: &RunData,
+    ids: &[i64],
+    mut checks: Vec<TrendCheck>,
+    growth_of: Option<(Duration, i64, i64)>,
+) -> Result<Found, String> {
+    let mut found = Found {
+        checks: Vec::new(),
+        segments: 0,
+        last_ts: None,
+        peak: None,
+        growth: None,
+    };
+    for &id in ids {
+        let rows = data.samples_of(id).map_err(|e| e.to_string())?;
+        let Some(last) = rows.last() else { continue };
+        let index = found.segments;
+        found.segments += 1;
+        found.last_ts = Some(last.ts);
+        for c in &mut checks {
+            let series: Vec<(i64, f64)> = rows.iter().map(|r| (r.ts, (c.value)(r))).collect();
+            let own = trend::judge_segment(&series, &c.params);
+            let pts = trend::after_warmup(&series, c.params.warmup_ms);
+            let line = own
+                .as_ref()
+                .filter(|t| t.slope_per_hour.is_finite() && t.points > 0)
+                .and_then(|t| line_through(&pts, t.slope_per_hour));
+            c.fits.push(SegmentFit {
+                incarnation: id,
+                points: pts.len(),
+                span_ms: match (pts.first(), pts.last()) {
+                    (Some(a), Some(b)) => b.0 - a.0,
+                    _ => 0,
+                },
+                line,
+            });
+            if let Some(t) = own {
+                c.judged.push((index, t));
+            }
+        }
+        for r in &rows {
+            if found
+                .peak
+                .as_ref()
+                .is_none_or(|p| (r.rss_bytes, r.ts) >= (p.rss_bytes, p.ts))
+            {
+                found.peak = Some(r.clone());
+            }
+        }
+        if let Some((per, warmup, min_span)) = growth_of
+            && let Some((g, at)) = segment_growth(&rows, per, warmup, min_span)
+            && found.growth.is_none_or(|(w, _)| g > w)
+        {
+            found.growth = Some((g, at));
+        }
     }
-    let mut matching = segs.iter().zip(series).filter_map(|((id, _), s)| {
-        let pts = trend::after_warmup(s, p.warmup_ms);
-        let span = match (pts.first(), pts.last()) {
-            (Some(a), Some(b)) => b.0 - a.0,
-            _ => 0,
-        };
-        (pts.len() == t.points && span == t.span_ms).then_some((*id, pts))
-    });
-    let (incarnation, pts) = matching.next()?;
-    if matching.next().is_some() {
-        return None;
-    }
+    found.checks = checks;
+    Ok(found)
+}
+
+/// The line of slope `slope_per_hour` through `pts`: its first and last
+/// time, and Theil–Sen's intercept, the median of what the slope leaves
+/// over.
+fn line_through(pts: &[(i64, f64)], slope_per_hour: f64) -> Option<(i64, i64, f64)> {
     let (from, to) = (pts.first()?.0, pts.last()?.0);
-    // Theil–Sen's intercept: the median of what the slope leaves over.
     let mut resid: Vec<f64> = pts
         .iter()
-        .map(|(ts, v)| v - t.slope_per_hour * (ts - from) as f64 / 3_600_000.0)
+        .map(|(ts, v)| v - slope_per_hour * (ts - from) as f64 / 3_600_000.0)
         .collect();
     let mid = resid.len() / 2;
     let (_, value_at_from, _) = resid.select_nth_unstable_by(mid, f64::total_cmp);
+    Some((from, to, *value_at_from))
+}
+
+fn judge_found(out: &mut Vec<Assertion>, service: &str, e: &Expect, found: Found) {
+    for c in found.checks {
+        let p = &c.params;
+        let t = trend::combine_segments(found.segments, c.judged, p);
+        let metric = p.metric;
+        let unit = if metric == Metric::Rss { "MB/h" } else { "/h" };
+        let scale = if metric == Metric::Rss {
+            1_048_576.0
+        } else {
+            1.0
+        };
+        let observed = if t.slope_per_hour.is_finite() {
+            format!(
+                "{:.2} {unit} (CI {:.2}..{:.2}, p={:.3})",
+                t.slope_per_hour / scale,
+                t.ci_per_hour.0 / scale,
+                t.ci_per_hour.1 / scale,
+                t.p_value
+            )
+        } else {
+            "too few samples".into()
+        };
+        let line = fitted(&c.fits, p, &t);
+        push(
+            out,
+            c.name,
+            service,
+            verdict(t.decision),
+            [
+                format!("<= {:.2} {unit}", c.limit / scale),
+                observed,
+                t.reason,
+            ],
+            found.last_ts,
+        );
+        if let Some(a) = out.last_mut() {
+            a.trend = line;
+        }
+    }
+    if let Some(max) = e.rss_max {
+        match &found.peak {
+            None => push(
+                out,
+                "rss_max",
+                service,
+                Verdict::Unknown,
+                [
+                    format!("<= {}", bytes(max.0 as f64)),
+                    "no samples".into(),
+                    "no RSS was sampled".into(),
+                ],
+                None,
+            ),
+            Some(p) => {
+                let ok = p.rss_bytes as u64 <= max.0;
+                let reason = format!(
+                    "peak RSS {} at {} (limit {})",
+                    bytes(p.rss_bytes as f64),
+                    &rfc3339_ms(p.ts)[11..19],
+                    bytes(max.0 as f64)
+                );
+                push(
+                    out,
+                    "rss_max",
+                    service,
+                    if ok { Verdict::Pass } else { Verdict::Fail },
+                    [
+                        format!("<= {}", bytes(max.0 as f64)),
+                        bytes(p.rss_bytes as f64),
+                        reason,
+                    ],
+                    Some(p.ts),
+                );
+            }
+        }
+    }
+    if let Some(g) = e.rss_growth_max {
+        growth(out, service, found.growth, g.fraction, g.per);
+    }
+}
+
+/// The sample-based expectations of `service` when its samples cannot be
+/// read: unknown, never judged on part of the evidence.
+fn unreadable(out: &mut Vec<Assertion>, service: &str, e: &Expect, err: &str) {
+    let names = [
+        ("rss_slope_max", e.rss_slope_max.is_some()),
+        ("fds_slope_max", e.fds_slope_max.is_some()),
+        ("threads_slope_max", e.threads_slope_max.is_some()),
+        ("rss_max", e.rss_max.is_some()),
+        ("rss_growth_max", e.rss_growth_max.is_some()),
+    ];
+    for (name, asked) in names {
+        if asked {
+            push(
+                out,
+                name,
+                service,
+                Verdict::Unknown,
+                [
+                    "judged on the samples".into(),
+                    "unreadable".into(),
+                    format!("cannot read the journal's samples: {err}"),
+                ],
+                None,
+            );
+        }
+    }
+}
+
+/// The line of `t` through the incarnation it was decided on, found by the
+/// points and span the verdict reports (the trend module does not name the
+/// incarnation). None without a finite slope or when two incarnations match.
+fn fitted(fits: &[SegmentFit], p: &Params, t: &trend::Trend) -> Option<FittedTrend> {
+    if !t.slope_per_hour.is_finite() || t.points == 0 {
+        return None;
+    }
+    let mut matching = fits
+        .iter()
+        .filter(|f| f.points == t.points && f.span_ms == t.span_ms);
+    let fit = matching.next()?;
+    if matching.next().is_some() {
+        return None;
+    }
+    let (from, to, value_at_from) = fit.line?;
     Some(FittedTrend {
-        incarnation,
+        incarnation: fit.incarnation,
         warmup_ms: p.warmup_ms,
         from,
         to,
-        value_at_from: *value_at_from,
+        value_at_from,
         slope_per_hour: t.slope_per_hour,
         projected_limit_ms: t.projected_limit_ms,
     })
 }
 
-/// Growth of each incarnation from its first to its last tenth (medians,
-/// so one sawtooth peak does not decide), scaled to `per`.
-fn growth(
-    out: &mut Vec<Assertion>,
-    service: &str,
-    segs: &[(i64, Vec<&SampleRow>)],
-    max: f64,
+/// Growth of one incarnation from its first to its last tenth (medians,
+/// so one sawtooth peak does not decide), scaled to `per`, and the time of
+/// its last sample; None when it ran too briefly after its warm-up.
+fn segment_growth(
+    rows: &[SampleRow],
     per: Duration,
     warmup: i64,
     min_span: i64,
+) -> Option<(f64, i64)> {
+    let first = rows.first()?;
+    let kept: Vec<&SampleRow> = rows.iter().filter(|r| r.ts >= first.ts + warmup).collect();
+    let (a, b) = (kept.first()?, kept.last()?);
+    let span = b.ts - a.ts;
+    if span < min_span || kept.len() < 10 {
+        return None;
+    }
+    let tenth = (kept.len() / 10).max(1);
+    let median = |xs: &[&SampleRow]| {
+        let mut v: Vec<i64> = xs.iter().map(|r| r.rss_bytes).collect();
+        v.sort_unstable();
+        v[v.len() / 2] as f64
+    };
+    let (start, end) = (median(&kept[..tenth]), median(&kept[kept.len() - tenth..]));
+    if start <= 0.0 {
+        return None;
+    }
+    Some((
+        (end - start) / start * per.as_millis() as f64 / span as f64,
+        b.ts,
+    ))
+}
+
+/// The worst growth of any incarnation against `max`.
+fn growth(
+    out: &mut Vec<Assertion>,
+    service: &str,
+    worst: Option<(f64, i64)>,
+    max: f64,
+    per: Duration,
 ) {
     let expected = format!("<= {:.0}% per {}", max * 100.0, human(per));
-    let mut worst: Option<(f64, i64)> = None;
-    for (_, rows) in segs {
-        let Some(first) = rows.first() else { continue };
-        let kept: Vec<&&SampleRow> = rows.iter().filter(|r| r.ts >= first.ts + warmup).collect();
-        let (Some(a), Some(b)) = (kept.first(), kept.last()) else {
-            continue;
-        };
-        let span = b.ts - a.ts;
-        if span < min_span || kept.len() < 10 {
-            continue;
-        }
-        let tenth = (kept.len() / 10).max(1);
-        let median = |xs: &[&&SampleRow]| {
-            let mut v: Vec<i64> = xs.iter().map(|r| r.rss_bytes).collect();
-            v.sort_unstable();
-            v[v.len() / 2] as f64
-        };
-        let (start, end) = (median(&kept[..tenth]), median(&kept[kept.len() - tenth..]));
-        if start <= 0.0 {
-            continue;
-        }
-        let scaled = (end - start) / start * per.as_millis() as f64 / span as f64;
-        if worst.is_none_or(|(w, _)| scaled > w) {
-            worst = Some((scaled, b.ts));
-        }
-    }
     match worst {
         None => push(
             out,

@@ -343,14 +343,28 @@ fn judge_counted(series: &[(i64, f64)], p: &Params) -> (Trend, bool) {
 /// after the last fault carries no evidence and must not turn a long, clean
 /// soak inconclusive. If nothing could be judged, the verdict is Unknown.
 pub fn judge_segments(segments: &[&[(i64, f64)]], p: &Params) -> Trend {
-    let total = segments.len();
-    let judged: Vec<(usize, Trend)> = segments
+    let judged = segments
         .iter()
         .enumerate()
-        .filter(|(_, s)| span(&after_warmup(s, 0)) >= p.warmup_ms)
-        .map(|(i, s)| (i, judge_counted(s, p)))
-        .filter_map(|(i, (t, enough))| enough.then_some((i, t)))
+        .filter_map(|(i, s)| Some((i, judge_segment(s, p)?)))
         .collect();
+    combine_segments(segments.len(), judged, p)
+}
+
+/// One incarnation's part of [`judge_segments`]: its trend, or None when it
+/// is too short to count. For a caller that reads one incarnation at a
+/// time and combines with [`combine_segments`].
+pub fn judge_segment(segment: &[(i64, f64)], p: &Params) -> Option<Trend> {
+    if span(&after_warmup(segment, 0)) < p.warmup_ms {
+        return None;
+    }
+    let (t, enough) = judge_counted(segment, p);
+    enough.then_some(t)
+}
+
+/// [`judge_segments`]'s decision from the trends of the incarnations that
+/// counted (by their index among all `total`), in incarnation order.
+pub fn combine_segments(total: usize, judged: Vec<(usize, Trend)>, p: &Params) -> Trend {
     let labelled = |(i, mut t): (usize, Trend)| {
         t.reason = format!("incarnation {} of {total}: {}", i + 1, t.reason);
         t

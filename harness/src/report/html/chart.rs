@@ -38,7 +38,6 @@ pub struct Point {
 /// included), which averaging or striding would hide. Non-finite points are
 /// dropped (they cannot be drawn) and unsorted input is sorted by time.
 pub fn downsample(points: &[Point], max: usize) -> Vec<Point> {
-    let max = max.max(4);
     let mut pts: Vec<Point> = points
         .iter()
         .copied()
@@ -47,36 +46,108 @@ pub fn downsample(points: &[Point], max: usize) -> Vec<Point> {
     if !pts.is_sorted_by(|a, b| a.t <= b.t) {
         pts.sort_by(|a, b| a.t.total_cmp(&b.t));
     }
-    let n = pts.len();
-    if n <= max {
-        return pts;
+    let mut d = Downsampler::new(pts.len(), max);
+    for p in pts {
+        d.push(p);
     }
-    let inner = &pts[1..n - 1];
-    let buckets = (max - 2) / 2;
-    let mut out = Vec::with_capacity(max);
-    out.push(pts[0]);
-    for b in 0..buckets {
-        let chunk = &inner[b * inner.len() / buckets..(b + 1) * inner.len() / buckets];
-        if chunk.is_empty() {
-            continue;
+    d.finish()
+}
+
+/// [`downsample`] of a series read one point at a time, in time order,
+/// holding only the points it keeps (at most `max`) and one bucket's
+/// extremes: a series the journal streams need never be in memory whole.
+/// `n` is how many finite points will come, which fixes the buckets.
+pub struct Downsampler {
+    n: usize,
+    buckets: usize,
+    /// Finite points met so far.
+    seen: usize,
+    /// The bucket being filled and the inner index where it ends.
+    bucket: usize,
+    bucket_end: usize,
+    /// Its lowest and highest point, each with its index (the first of
+    /// equal ones).
+    extremes: Option<((usize, Point), (usize, Point))>,
+    out: Vec<Point>,
+}
+
+impl Downsampler {
+    pub fn new(n: usize, max: usize) -> Self {
+        let max = max.max(4);
+        let buckets = (max - 2) / 2;
+        let mut d = Downsampler {
+            n,
+            buckets: if n <= max { 0 } else { buckets },
+            seen: 0,
+            bucket: 0,
+            bucket_end: 0,
+            extremes: None,
+            out: Vec::with_capacity(n.min(max)),
+        };
+        d.bucket_end = d.end_of(0);
+        d
+    }
+
+    /// Where bucket `b` ends among the inner points (all but the first and
+    /// the last).
+    fn end_of(&self, b: usize) -> usize {
+        (b + 1) * self.n.saturating_sub(2) / self.buckets.max(1)
+    }
+
+    /// Takes the next point; a non-finite one is dropped (not counted in
+    /// `n`).
+    pub fn push(&mut self, p: Point) {
+        if !(p.t.is_finite() && p.v.is_finite()) {
+            return;
         }
-        let (mut lo, mut hi) = (0, 0);
-        for (i, p) in chunk.iter().enumerate() {
-            if p.v < chunk[lo].v {
-                lo = i;
-            }
-            if p.v > chunk[hi].v {
-                hi = i;
-            }
+        let i = self.seen;
+        self.seen += 1;
+        if self.buckets == 0 || i == 0 {
+            self.out.push(p);
+            return;
         }
-        let (a, b) = (lo.min(hi), lo.max(hi));
-        out.push(chunk[a]);
-        if b != a {
-            out.push(chunk[b]);
+        if i >= self.n - 1 {
+            // The last point (or one more than promised: kept as is).
+            self.flush();
+            self.out.push(p);
+            return;
+        }
+        let k = i - 1;
+        while k >= self.bucket_end && self.bucket < self.buckets {
+            self.flush();
+            self.bucket += 1;
+            self.bucket_end = self.end_of(self.bucket);
+        }
+        match &mut self.extremes {
+            None => self.extremes = Some(((k, p), (k, p))),
+            Some((lo, hi)) => {
+                if p.v < lo.1.v {
+                    *lo = (k, p);
+                }
+                if p.v > hi.1.v {
+                    *hi = (k, p);
+                }
+            }
         }
     }
-    out.push(pts[n - 1]);
-    out
+
+    /// Emits the bucket being filled: its extremes in time order.
+    fn flush(&mut self) {
+        if let Some((lo, hi)) = self.extremes.take() {
+            let (a, b) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
+            self.out.push(a.1);
+            if b.0 != a.0 {
+                self.out.push(b.1);
+            }
+        }
+    }
+
+    /// The points kept. Fewer than `n` having come, the series ends with
+    /// the last bucket's extremes.
+    pub fn finish(mut self) -> Vec<Point> {
+        self.flush();
+        self.out
+    }
 }
 
 /// The time axis every chart of a page shares, so that a mark at 01:25:09
@@ -554,6 +625,61 @@ mod tests {
             } else {
                 prop_assert!(out.is_empty());
             }
+        }
+    }
+
+    /// The whole-series algorithm the streaming one replaced, kept as the
+    /// reference it must equal: equal-count buckets, each's lowest and
+    /// highest point in time order.
+    fn whole_series(pts: &[Point], max: usize) -> Vec<Point> {
+        let max = max.max(4);
+        let n = pts.len();
+        if n <= max {
+            return pts.to_vec();
+        }
+        let inner = &pts[1..n - 1];
+        let buckets = (max - 2) / 2;
+        let mut out = vec![pts[0]];
+        for b in 0..buckets {
+            let chunk = &inner[b * inner.len() / buckets..(b + 1) * inner.len() / buckets];
+            if chunk.is_empty() {
+                continue;
+            }
+            let (mut lo, mut hi) = (0, 0);
+            for (i, p) in chunk.iter().enumerate() {
+                if p.v < chunk[lo].v {
+                    lo = i;
+                }
+                if p.v > chunk[hi].v {
+                    hi = i;
+                }
+            }
+            let (a, b) = (lo.min(hi), lo.max(hi));
+            out.push(chunk[a]);
+            if b != a {
+                out.push(chunk[b]);
+            }
+        }
+        out.push(pts[n - 1]);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn a_streamed_series_keeps_what_the_whole_series_would(
+            raw in prop::collection::vec((value(), value(), 0i64..4), 0..3000),
+            max in 0usize..300,
+        ) {
+            let pts: Vec<Point> = raw.iter().map(|&(t, v, seg)| Point { t, v, seg }).collect();
+            let c = clean(&pts);
+            // Points arrive in time order, non-finite ones included.
+            let mut arriving = pts.clone();
+            arriving.sort_by(|a, b| a.t.total_cmp(&b.t));
+            let mut d = Downsampler::new(c.len(), max);
+            for p in arriving {
+                d.push(p);
+            }
+            prop_assert_eq!(d.finish(), whole_series(&c, max));
         }
     }
 

@@ -3,14 +3,60 @@
 //! keep time samples and measures late, so every other figure of the page
 //! is read against this one.
 
-use super::chart::{self, MAX_POINTS, Marks, Point, Series, downsample};
-use super::{MB, Page};
+use super::chart::{self, Downsampler, MAX_POINTS, Marks, Point, Series, downsample};
+use super::{MB, Page, esc};
+use crate::journal::{JournalError, RunData};
 use std::fmt::Write;
+
+/// The host's memory available and soak's own RSS over time (MB), each
+/// downsampled as the journal is read, with the lowest and the highest.
+struct HostSeries {
+    mem: Vec<Point>,
+    soak: Vec<Point>,
+    low: f64,
+    peak: f64,
+}
+
+impl HostSeries {
+    /// One pass over the host samples, downsampling as it goes (their
+    /// count fixes the buckets). None without host samples.
+    fn read(data: &RunData) -> Result<Option<HostSeries>, JournalError> {
+        let n = data.host_sample_count()?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let (mut mem, mut soak) = (
+            Downsampler::new(n, MAX_POINTS),
+            Downsampler::new(n, MAX_POINTS),
+        );
+        let (mut low, mut peak) = (f64::NAN, f64::NAN);
+        data.for_each_host_sample(|s| {
+            let point = |v| Point {
+                t: s.ts as f64,
+                v,
+                seg: 0,
+            };
+            let (m, r) = (
+                s.mem_available_bytes as f64 / MB,
+                s.soak_rss_bytes as f64 / MB,
+            );
+            (low, peak) = (low.min(m), peak.max(r));
+            mem.push(point(m));
+            soak.push(point(r));
+        })?;
+        Ok(Some(HostSeries {
+            mem: mem.finish(),
+            soak: soak.finish(),
+            low,
+            peak,
+        }))
+    }
+}
 
 impl Page<'_> {
     pub(super) fn host(&self, h: &mut String) {
-        let (samples, lag) = (&self.data.host_samples, &self.data.lag);
-        if samples.is_empty() && lag.is_empty() {
+        let (samples, lag) = (HostSeries::read(self.data), &self.data.lag);
+        if matches!(samples, Ok(None)) && lag.is_empty() {
             return;
         }
         h.push_str("<section id=\"host\"><h2>Host</h2>");
@@ -21,16 +67,20 @@ impl Page<'_> {
             v,
             seg: 0,
         };
-        if !samples.is_empty() {
-            let mem: Vec<Point> = samples
-                .iter()
-                .map(|s| point(s.ts, s.mem_available_bytes as f64 / MB))
-                .collect();
-            let soak: Vec<Point> = samples
-                .iter()
-                .map(|s| point(s.ts, s.soak_rss_bytes as f64 / MB))
-                .collect();
-            let low = mem.iter().map(|p| p.v).fold(f64::NAN, f64::min);
+        if let Err(e) = &samples {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">The host samples could not be read: {}</p>",
+                esc(&e.to_string())
+            );
+        }
+        if let Ok(Some(HostSeries {
+            mem,
+            soak,
+            low,
+            peak,
+        })) = samples
+        {
             let _ = write!(
                 h,
                 "<h3>Memory available <span class=\"stat\">lowest {low:.0} MB</span></h3>"
@@ -41,13 +91,12 @@ impl Page<'_> {
                 &[Series {
                     name: "available",
                     color: "#3b6ea8",
-                    points: downsample(&mem, MAX_POINTS),
+                    points: mem,
                 }],
                 None,
                 self.span,
                 &marks,
             ));
-            let peak = soak.iter().map(|p| p.v).fold(f64::NAN, f64::max);
             let _ = write!(
                 h,
                 "<h3>soak's own RSS <span class=\"stat\">peak {peak:.1} MB</span></h3>"
@@ -58,7 +107,7 @@ impl Page<'_> {
                 &[Series {
                     name: "soak RSS",
                     color: "#7a5ea8",
-                    points: downsample(&soak, MAX_POINTS),
+                    points: soak,
                 }],
                 None,
                 self.span,
