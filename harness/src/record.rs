@@ -155,11 +155,31 @@ impl Recorder {
         severity: Severity,
         text: impl Into<String>,
     ) {
+        self.event_at(
+            crate::clock::now_ms(),
+            service,
+            kind,
+            detail,
+            severity,
+            text,
+        );
+    }
+
+    /// [`Recorder::event`] for a fact that happened at `ts`.
+    pub fn event_at(
+        &self,
+        ts: i64,
+        service: Option<&str>,
+        kind: &str,
+        detail: serde_json::Value,
+        severity: Severity,
+        text: impl Into<String>,
+    ) {
         let typed = self
             .notes
             .as_ref()
             .map(|_| Event::parse(kind, detail.clone()).0);
-        self.journal.tx.event(service, kind, detail);
+        self.journal.tx.event_at(ts, service, kind, detail);
         if let Some(event) = typed {
             send_note(&self.notes, service, event, Some(text.into()), severity);
         }

@@ -109,6 +109,7 @@ pub async fn inject(
         hold,
     } = &step.action
     {
+        let at = now_ms();
         let (guard, detail, text) = link::add(
             to.links,
             &step.target,
@@ -117,6 +118,7 @@ pub async fn inject(
         )
         .map_err(err)?;
         return Ok(injected(
+            at,
             index,
             step,
             None,
@@ -156,6 +158,9 @@ pub async fn inject(
                 .into(),
         ));
     }
+    // The fault's time is when it starts to act: a kill's death can be
+    // journaled before the injection is, and must not look older than it.
+    let at = now_ms();
     let (undo, detail, text) = match &step.action {
         Action::Link { .. } => unreachable!("link faults returned above"),
         Action::Kill { signal, scope } => {
@@ -307,6 +312,7 @@ pub async fn inject(
         }
     };
     Ok(injected(
+        at,
         index,
         step,
         state.incarnation,
@@ -321,6 +327,7 @@ pub async fn inject(
 /// Journals `fault-injected` and hands back the fault that undoes it.
 #[allow(clippy::too_many_arguments)]
 fn injected(
+    injected_at: i64,
     index: usize,
     step: &Step,
     incarnation: Option<i64>,
@@ -330,11 +337,11 @@ fn injected(
     text: String,
     rec: &Recorder,
 ) -> Fault {
-    let injected_at = now_ms();
     detail["step"] = json!(index);
     detail["action"] = json!(step.action.name());
     detail["incarnation"] = json!(incarnation);
-    rec.event(
+    rec.event_at(
+        injected_at,
         Some(&step.target),
         "fault-injected",
         detail,

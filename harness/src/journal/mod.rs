@@ -243,8 +243,15 @@ impl JournalTx {
     /// Journals an event given as kind and JSON. Only for emitters not yet
     /// converted to [`JournalTx::emit`] (chaos.rs).
     pub fn event(&self, service: Option<&str>, kind: &str, detail: serde_json::Value) {
+        self.event_at(crate::clock::now_ms(), service, kind, detail);
+    }
+
+    /// Journals an event that happened at `ts`, before it could be written:
+    /// a fault is injected when its signal goes out, and the death it causes
+    /// can reach the journal first.
+    pub fn event_at(&self, ts: i64, service: Option<&str>, kind: &str, detail: serde_json::Value) {
         self.send(Record::Event {
-            ts: crate::clock::now_ms(),
+            ts,
             service: service.map(str::to_string),
             kind: kind.to_string(),
             detail,
