@@ -606,6 +606,22 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     let _ = lag.await;
     if !was_interrupted {
         for sp in &plan.services {
+            // What the service left, listed before soak opens its databases:
+            // the check's own connection may create -wal and -shm files,
+            // which `no_leftovers` must not blame on the service.
+            let files: Vec<String> = std::fs::read_dir(&sp.data_dir)
+                .map(|rd| {
+                    rd.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            rec.journal.emit(
+                Some(&sp.name),
+                &Event::DataDir {
+                    path: sp.data_dir.display().to_string(),
+                    files,
+                },
+            );
             for db in &sp.sqlite {
                 let result = integrity_check(db);
                 let sev = if result == "ok" {
@@ -623,19 +639,6 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
                     format!("integrity_check {}: {result}", db.display()),
                 );
             }
-            let files: Vec<String> = std::fs::read_dir(&sp.data_dir)
-                .map(|rd| {
-                    rd.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            rec.journal.emit(
-                Some(&sp.name),
-                &Event::DataDir {
-                    path: sp.data_dir.display().to_string(),
-                    files,
-                },
-            );
         }
     }
     if was_interrupted {
@@ -661,18 +664,39 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, RunError> {
     })
 }
 
-/// `PRAGMA integrity_check` through a read-only connection.
+/// `PRAGMA integrity_check` through a read-only connection. On a WAL
+/// database whose service closed it cleanly, that connection creates the
+/// -wal and -shm files again and, read-only, cannot remove them: soak
+/// removes the ones it made, so a user's data dir is left as the service
+/// left it.
 fn integrity_check(db: &Path) -> String {
     if !db.exists() {
         return format!("missing: {}", db.display());
     }
+    let side = |suffix: &str| {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    let made: Vec<_> = ["-wal", "-shm"]
+        .into_iter()
+        .map(side)
+        .filter(|p| !p.exists())
+        .collect();
     let check = || -> rusqlite::Result<String> {
         let conn =
             rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
     };
-    check().unwrap_or_else(|e| format!("cannot check: {e}"))
+    let result = check().unwrap_or_else(|e| format!("cannot check: {e}"));
+    // Every service is stopped by now, and a read-only connection writes
+    // no frames: the files it made hold nothing (a -shm is only an index
+    // of the -wal, rebuilt by the next opener).
+    for p in made {
+        let _ = std::fs::remove_file(&p);
+    }
+    result
 }
 
 #[cfg(test)]
@@ -712,5 +736,29 @@ mod tests {
         let mut r = SplitMix(0);
         assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn the_integrity_check_leaves_a_data_dir_as_the_service_left_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("store.db");
+        {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.pragma_update(None, "journal_mode", "wal").unwrap();
+            c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+                .unwrap();
+        }
+        // A clean close checkpoints and deletes the -wal: only the database.
+        let files = || {
+            let mut f: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            f.sort();
+            f
+        };
+        assert_eq!(files(), ["store.db"]);
+        assert_eq!(super::integrity_check(&db), "ok");
+        assert_eq!(files(), ["store.db"], "soak's check left files behind");
     }
 }

@@ -994,11 +994,10 @@ fn python__stop__sigterm_closes_the_database_and_exits_0() {
 }
 
 /// The store's last connection closes on SIGTERM, which checkpoints the WAL
-/// and deletes store.db-wal: nothing is left over. soak lists the data dir
-/// only after its own integrity check, whose read-only connection creates
-/// store.db-wal again and cannot remove it, and so blames the store.
+/// and deletes store.db-wal: nothing is left over. soak once listed the data
+/// dir after its own integrity check, whose read-only connection creates
+/// store.db-wal again, and so blamed the store for soak's file.
 #[test]
-#[ignore = "soak bug: run.rs lists the data dir after integrity_check re-creates store.db-wal"]
 fn python__stop__leaves_no_wal_file_behind() {
     let sb = python_sandbox("503", 3);
     let run = chaos(
