@@ -92,6 +92,15 @@ impl Cause {
         }
     }
 
+    /// The service failed: it died on its own, hung, was killed by its
+    /// memory limit, or gave up. Planned kills and soak's stops are not.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Cause::Unplanned | Cause::Hung | Cause::GaveUp | Cause::OomKilled
+        )
+    }
+
     /// The cause named `s` in the journal, if this version knows it.
     pub fn parse(s: &str) -> Option<Cause> {
         [

@@ -451,10 +451,7 @@ impl Page<'_> {
                 gap_row(h, 9, incs.len() - MAX_ROWS / 2 * 2);
                 continue;
             };
-            let bad = matches!(
-                i.cause,
-                Some(Cause::Unplanned | Cause::Hung | Cause::GaveUp)
-            ) || i.orphans.unwrap_or(0) > 0;
+            let bad = i.cause.is_some_and(Cause::is_failure) || i.orphans.unwrap_or(0) > 0;
             let exit = match (i.exit_code, &i.signal) {
                 (Some(c), _) => format!("code {c}"),
                 (None, Some(s)) => format!("signal {}", esc(s)),
@@ -641,10 +638,7 @@ impl Page<'_> {
                 | Event::Orphans { .. }
                 | Event::Interrupted {}
                 | Event::NotSteady { .. } => " class=\"fail\"",
-                Event::Exited {
-                    cause: Cause::Unplanned | Cause::Hung | Cause::GaveUp,
-                    ..
-                } => " class=\"fail\"",
+                Event::Exited { cause, .. } if cause.is_failure() => " class=\"fail\"",
                 Event::FaultInjected { .. } | Event::FaultRolledBack { .. } => {
                     " class=\"faultrow\""
                 }

@@ -525,9 +525,7 @@ fn restart_budget(
     let restarts: Vec<(i64, Cause)> = incs
         .windows(2)
         .filter_map(|w| match w[0].cause {
-            Some(c @ (Cause::Unplanned | Cause::Hung | Cause::GaveUp | Cause::OomKilled)) => {
-                Some((w[1].started_at, c))
-            }
+            Some(c) if c.is_failure() => Some((w[1].started_at, c)),
             _ => None,
         })
         .collect();

@@ -159,7 +159,7 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
                 e.service.as_deref() == Some(i.service.as_str())
                     && (end.saturating_sub(60_000)..=end).contains(&e.ts)
             });
-        if matches!(cause, Cause::Unplanned | Cause::Hung | Cause::GaveUp) && !told {
+        if cause.is_failure() && !told {
             let pid = i.pid.map_or("?".into(), |p| p.to_string());
             raw.push(one(
                 Some(&i.service),
@@ -172,10 +172,10 @@ fn incidents(report: &Report, data: &RunData) -> Vec<Incident> {
                 format!(
                     "pid {pid} died: {}{}",
                     describe_exit(i),
-                    if cause == Cause::GaveUp {
-                        "; start limit reached, not restarted"
-                    } else {
-                        ""
+                    match cause {
+                        Cause::GaveUp => "; start limit reached, not restarted",
+                        Cause::OomKilled => "; killed by its memory limit (oom-killed)",
+                        _ => "",
                     }
                 ),
             ));
