@@ -556,7 +556,7 @@ fn list_runs(reports: &Path) -> Outcome {
         "run", "scenario", "started", "duration"
     );
     for d in dirs {
-        let Ok(data) = journal::read(&d.join("journal.sqlite")) else {
+        let Ok(data) = journal::RunData::open(&d.join("journal.sqlite")) else {
             continue;
         };
         let Some(run) = &data.run else { continue };
@@ -763,7 +763,7 @@ async fn up(
         m.stop();
     }
 
-    match journal::read(&journal_path) {
+    match journal::RunData::open(&journal_path) {
         Ok(data) => {
             print_summary(&data, style);
             Outcome::Pass

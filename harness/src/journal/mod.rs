@@ -7,8 +7,10 @@
 //! SIGKILLed: a torn batch is rolled back on the next open, so at most the
 //! last quarter second is lost.
 //!
-//! This file is the writer; `read.rs` reads a journal back whole and
-//! `event.rs` is the one typed [`Event`] both sides share.
+//! This file is the writer; `read.rs` reads a journal back (whole with
+//! `read`, or with `RunData::open` leaving the sample tables in the journal
+//! for the report and the CLI to stream) and `event.rs` is the one typed
+//! [`Event`] both sides share.
 
 mod event;
 mod read;
