@@ -840,12 +840,30 @@ async fn print_notes(
     }
 }
 
+fn assertion_state(v: Verdict) -> AssertionState {
+    match v {
+        Verdict::Pass => AssertionState::Pass,
+        Verdict::Fail => AssertionState::Fail,
+        Verdict::Unknown => AssertionState::Unknown,
+    }
+}
+
 /// Updates soak's `/metrics` with one fact.
 fn feed(e: &Exposition, n: &Note) {
     if let Some(f) = &n.figures {
         match &n.service {
             Some(s) => e.sample(s, f.rss_bytes, f.fds, f.threads, f.cpu_seconds),
             None => e.soak_rss(f.rss_bytes),
+        }
+        return;
+    }
+    if let Some(Event::VerdictsSoFar { assertions }) = &n.event {
+        for a in assertions {
+            e.assertion(
+                &a.name,
+                a.service.as_deref().unwrap_or(""),
+                assertion_state(a.verdict),
+            );
         }
         return;
     }
@@ -944,13 +962,11 @@ impl MetricsServer {
 
     fn assertions(&self, report: &crate::report::Report) {
         for a in &report.assertions {
-            let state = match a.verdict {
-                Verdict::Pass => AssertionState::Pass,
-                Verdict::Fail => AssertionState::Fail,
-                Verdict::Unknown => AssertionState::Unknown,
-            };
-            self.exposition
-                .assertion(&a.name, a.service.as_deref().unwrap_or(""), state);
+            self.exposition.assertion(
+                &a.name,
+                a.service.as_deref().unwrap_or(""),
+                assertion_state(a.verdict),
+            );
         }
     }
 

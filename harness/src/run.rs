@@ -207,16 +207,21 @@ impl Refresher {
                 // Still at the previous one: a run this long can skip one.
                 Ok(None) => return,
                 Ok(Some(status)) => {
-                    let mut why = String::new();
+                    use tokio::io::AsyncReadExt;
+                    let (mut why, mut said) = (String::new(), String::new());
                     if let Some(mut err) = child.stderr.take() {
-                        use tokio::io::AsyncReadExt;
                         let _ = err.read_to_string(&mut why).await;
+                    }
+                    if let Some(mut out) = child.stdout.take() {
+                        let _ = out.read_to_string(&mut said).await;
                     }
                     if !status.success() {
                         report_failed(
                             rec,
                             format!("the partial report failed ({status}): {}", why.trim()),
                         );
+                    } else if let Ok(assertions) = serde_json::from_str(said.trim()) {
+                        verdicts_so_far(rec, assertions);
                     }
                 }
                 Err(e) => report_failed(rec, format!("the partial report: {e}")),
@@ -227,7 +232,7 @@ impl Refresher {
         cmd.arg("__report")
             .arg(run_dir)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
         // SAFETY: prctl, setpriority and getppid are async-signal-safe.
@@ -262,6 +267,23 @@ impl Refresher {
     }
 }
 
+fn verdicts_so_far(rec: &Recorder, assertions: Vec<journal::VerdictSoFar>) {
+    let failing = assertions
+        .iter()
+        .filter(|a| a.verdict == crate::verdict::Verdict::Fail)
+        .count();
+    let text = format!(
+        "partial report: {} assertion(s), {failing} failing so far",
+        assertions.len()
+    );
+    let sev = if failing > 0 {
+        Severity::Warn
+    } else {
+        Severity::Info
+    };
+    rec.emit(None, &Event::VerdictsSoFar { assertions }, sev, text);
+}
+
 fn report_failed(rec: &Recorder, why: String) {
     rec.emit(
         None,
@@ -274,7 +296,21 @@ fn report_failed(rec: &Recorder, why: String) {
 /// Entry point of `soak __report RUN_DIR`, the child of [`Refresher`].
 pub fn report_child_main(run_dir: &Path) -> ! {
     let code = match judge_and_report(run_dir) {
-        Ok(_) => 0,
+        // The verdicts so far, one JSON line for the parent: it journals
+        // them and shows them at /metrics, without reading report.json.
+        Ok(report) => {
+            let so_far: Vec<journal::VerdictSoFar> = report
+                .assertions
+                .iter()
+                .map(|a| journal::VerdictSoFar {
+                    name: a.name.clone(),
+                    service: a.service.clone(),
+                    verdict: a.verdict,
+                })
+                .collect();
+            println!("{}", serde_json::to_string(&so_far).unwrap_or_default());
+            0
+        }
         Err(e) => {
             eprintln!("{e}");
             1

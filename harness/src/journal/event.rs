@@ -31,6 +31,24 @@ pub struct ScheduledFault {
     pub from: String,
 }
 
+/// An assertion's outcome: pass, fail, or unknown (not enough evidence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Unknown,
+}
+
+/// One assertion as a partial report judged it while the run went on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictSoFar {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub verdict: Verdict,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "kebab-case")]
 pub enum Event {
@@ -209,6 +227,12 @@ pub enum Event {
     },
     ReportFailed {
         error: String,
+    },
+    /// A partial report of a long run was rebuilt: every assertion as it
+    /// stands, so `/metrics` shows them mid-run and the journal keeps when
+    /// each first failed.
+    VerdictsSoFar {
+        assertions: Vec<VerdictSoFar>,
     },
     /// A scheduled fault that could not land: its target was down past the
     /// wait, or its incarnation went away. A soak goes on without it.

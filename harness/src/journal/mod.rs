@@ -15,7 +15,9 @@
 mod event;
 mod read;
 
-pub use event::{Event, FaultParams, FaultUndone, OrphanProcess, ScheduledFault};
+pub use event::{
+    Event, FaultParams, FaultUndone, OrphanProcess, ScheduledFault, Verdict, VerdictSoFar,
+};
 pub use read::{
     EventRow, HostSampleRow, IncarnationRow, LagRow, LinkSampleRow, MetricRow, RunData, RunRow,
     SampleRow, ServiceSampleRow, read,

@@ -15,13 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    Unknown,
-}
+/// Pass, fail or unknown: defined beside the journal's events, which carry
+/// a long run's verdicts so far.
+pub use crate::journal::Verdict;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Assertion {

@@ -175,6 +175,11 @@ fn a_soak_killed_with_sigkill_leaves_a_journal_a_report_can_be_built_from() {
     std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
     // A partial report every second: one is likely being built (by a child
     // process of soak) when the SIGKILL lands, and must die with soak too.
+    // Its verdicts reach /metrics while the run goes on.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let child = sb
         .soak(&[
             "run",
@@ -184,6 +189,8 @@ fn a_soak_killed_with_sigkill_leaves_a_journal_a_report_can_be_built_from() {
             "reports",
             "--report-every",
             "1s",
+            "--metrics",
+            &metrics.to_string(),
         ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -193,13 +200,24 @@ fn a_soak_killed_with_sigkill_leaves_a_journal_a_report_can_be_built_from() {
     let journal = sb.path().join("reports/latest/journal.sqlite");
     let partial = sb.path().join("reports/latest/report.json");
     let start = std::time::Instant::now();
-    while soak::journal::read(&journal).map_or(true, |d| d.samples.len() < 5) || !partial.exists() {
+    let so_far = |d: &soak::journal::RunData| d.events.iter().any(|e| e.kind == "verdicts-so-far");
+    while soak::journal::read(&journal).map_or(true, |d| d.samples.len() < 5 || !so_far(&d))
+        || !partial.exists()
+    {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "no samples or no partial report after 30 s"
+            "no samples, no partial report or no verdicts so far after 30 s"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The budget is not spent: a pass, exposed before the run has ended.
+    let page = get(metrics, "/metrics");
+    assert!(
+        page.lines().any(|l| l.starts_with(
+            r#"soak_assertion_state{assertion="restart_budget",service="gateway",state="pass"} 1"#
+        )),
+        "{page}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&partial).unwrap()).unwrap();
     assert_eq!(
@@ -224,4 +242,19 @@ fn a_soak_killed_with_sigkill_leaves_a_journal_a_report_can_be_built_from() {
     assert_eq!(report["interrupted"], true);
     assert_eq!(report["run"]["ended_at"], serde_json::Value::Null);
     assert!(report["assertions"].as_array().unwrap().len() >= 4);
+}
+
+/// The body of a GET on loopback, bounded in time.
+fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = c.read_to_string(&mut body);
+    body
 }
