@@ -143,14 +143,16 @@ impl Engine {
     /// Running containers of any soak run.
     pub async fn soak_containers(&self) -> Result<Vec<Labelled>, EngineError> {
         let filters = HashMap::from([("label".to_string(), vec![RUN_LABEL.to_string()])]);
-        let list = self
-            .docker
-            .list_containers(Some(q::ListContainersOptions {
-                filters: Some(filters),
+        // Settled: another run's container passing through Podman's
+        // `stopped` would otherwise fail this run's start.
+        let list = settled(|| {
+            self.docker.list_containers(Some(q::ListContainersOptions {
+                filters: Some(filters.clone()),
                 ..Default::default()
             }))
-            .await
-            .map_err(|e| self.failed(e))?;
+        })
+        .await
+        .map_err(|e| self.failed(e))?;
         Ok(list
             .into_iter()
             .map(|c| {
