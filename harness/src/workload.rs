@@ -363,22 +363,18 @@ impl Load {
         } else {
             Severity::Good
         };
-        // `acknowledged`, `unchecked` and `unchecked_reason` ride along in
-        // the detail until the typed event has them.
-        let (kind, mut detail) = Event::Readback {
+        let event = Event::Readback {
             workload: workload.to_string(),
             checked: rb.checked,
             missing_count: rb.missing_count,
             missing: first,
-        }
-        .to_row();
-        detail["acknowledged"] = json!(rb.acknowledged);
-        detail["unchecked"] = json!(rb.unchecked);
-        detail["unchecked_reason"] = json!(rb.unchecked_reason);
-        rec.event(
+            acknowledged: Some(rb.acknowledged),
+            unchecked: rb.unchecked,
+            unchecked_reason: rb.unchecked_reason.clone(),
+        };
+        rec.emit(
             Some(&target.service),
-            &kind,
-            detail,
+            &event,
             severity,
             format!(
                 "read back {} of {} acknowledged write(s) of {workload}: {} missing{}",

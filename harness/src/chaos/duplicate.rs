@@ -8,6 +8,7 @@
 use crate::clock::now_ms;
 use crate::config::units::signal_name;
 use crate::config::{Health, Probe, Workload};
+use crate::journal::Event;
 use crate::plan::{ServicePlan, expand_all, free_port};
 use crate::record::{Recorder, Severity};
 use crate::supervise::client::{ShimProcess, Started};
@@ -181,12 +182,19 @@ pub async fn start(
                         ),
                     )
                 };
-                rec.event(
+                rec.emit(
                     Some(&name),
-                    "duplicate-ended",
-                    json!({"step": step, "pid": pid, "port": port, "after_ms": end - ts,
-                           "exit_code": exit_code, "signal": signal.map(signal_name), "signal_number": signal,
-                           "refused": refused, "log_tail": log_tail}),
+                    &Event::DuplicateEnded {
+                        step,
+                        pid,
+                        port,
+                        after_ms: end - ts,
+                        exit_code,
+                        signal: signal.map(|s| signal_name(s).to_string()),
+                        signal_number: signal,
+                        refused: Some(refused),
+                        log_tail,
+                    },
                     sev,
                     text,
                 );

@@ -139,6 +139,17 @@ pub enum Event {
         missing_count: u64,
         /// The first 50, each `key: error`.
         missing: Vec<String>,
+        /// Writes the journal holds as acknowledged; None in journals from
+        /// before the read-back read the whole journal (it checked all it
+        /// counted then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acknowledged: Option<u64>,
+        /// Acknowledged writes not read back (out of time, store gone):
+        /// unknown, never missing.
+        #[serde(default)]
+        unchecked: u64,
+        #[serde(default)]
+        unchecked_reason: String,
     },
 
     // Chaos (written by chaos.rs as JSON for now; modelled here so it is
@@ -185,6 +196,15 @@ pub enum Event {
         after_ms: i64,
         exit_code: Option<i32>,
         signal: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal_number: Option<i32>,
+        /// It exited on its own, non-zero, without a signal. None in
+        /// journals from before this was written.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<bool>,
+        /// Its last log lines, so a reviewer sees why it refused or died.
+        #[serde(default)]
+        log_tail: Vec<String>,
     },
     DuplicateStillRunning {
         step: usize,

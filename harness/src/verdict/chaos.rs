@@ -38,10 +38,8 @@ impl Ended<'_> {
 
 /// The last line of a duplicate's log tail the service wrote: each line is
 /// `TIMESTAMP TAG text`, and tag `soak` marks the shim's own lines.
-fn last_words(tail: &serde_json::Value) -> Option<String> {
-    tail.as_array()?
-        .iter()
-        .filter_map(|l| l.as_str())
+fn last_words(tail: &[String]) -> Option<String> {
+    tail.iter()
         .rev()
         .find(|l| l.split(' ').nth(1) != Some("soak"))
         .map(|l| l.splitn(3, ' ').nth(2).unwrap_or(l).trim_end().to_string())
@@ -58,16 +56,17 @@ pub(super) fn duplicate_refused(j: &mut Judge, fs: &[FaultRecord], limit: Durati
             Event::DuplicateEnded {
                 step,
                 pid,
-                port: _,
                 after_ms,
                 exit_code,
                 signal,
+                refused,
+                log_tail,
+                ..
             } if *step == f.step => {
                 // Journals before `refused` was written: refused iff it
                 // exited non-zero without a signal.
-                let refused = e.detail["refused"]
-                    .as_bool()
-                    .unwrap_or(signal.is_none() && exit_code.is_some_and(|c| c != 0));
+                let refused =
+                    refused.unwrap_or(signal.is_none() && exit_code.is_some_and(|c| c != 0));
                 Some((
                     e.ts,
                     Ok(Ended {
@@ -76,7 +75,7 @@ pub(super) fn duplicate_refused(j: &mut Judge, fs: &[FaultRecord], limit: Durati
                         exit_code: *exit_code,
                         signal: signal.as_deref(),
                         refused,
-                        last_words: last_words(&e.detail["log_tail"]),
+                        last_words: last_words(log_tail),
                     }),
                 ))
             }

@@ -13,12 +13,23 @@ pub(super) fn writes_survive(j: &mut Judge, workload: &str) {
             checked,
             missing_count,
             missing,
-        } if w == workload => Some((e, *checked, *missing_count, missing)),
+            acknowledged,
+            unchecked,
+            unchecked_reason,
+        } if w == workload => Some((
+            e,
+            *checked,
+            *missing_count,
+            missing,
+            (*acknowledged, *unchecked, unchecked_reason.as_str()),
+        )),
         _ => None,
     });
     let expected = "every acknowledged write readable".to_string();
     let svc = rb.and_then(|r| r.0.service.clone());
-    let Some((rb, checked, missing, missing_list)) = rb else {
+    let Some((rb, checked, missing, missing_list, (acknowledged, unchecked, unchecked_reason))) =
+        rb
+    else {
         j.push(
             "writes_survive",
             None,
@@ -32,11 +43,9 @@ pub(super) fn writes_survive(j: &mut Judge, workload: &str) {
         );
         return;
     };
-    // `acknowledged` and `unchecked` are in the detail of read-backs that
-    // read the whole journal; an older read-back checked all it counted.
-    let acknowledged = rb.detail["acknowledged"].as_u64().unwrap_or(checked);
-    let unchecked = rb.detail["unchecked"].as_u64().unwrap_or(0);
-    let unchecked_reason = rb.detail["unchecked_reason"].as_str().unwrap_or("");
+    // A read-back from before it read the whole journal checked all it
+    // counted.
+    let acknowledged = acknowledged.unwrap_or(checked);
     let not_all = if unchecked > 0 {
         format!("; {unchecked} not checked: {unchecked_reason}")
     } else {
