@@ -407,8 +407,10 @@ mod tests {
         assert!(!labelled(0).owned(), "no owner label");
         // This test's own process is alive but is not a shim.
         assert!(!labelled(std::process::id() as i32).owned());
-        let mut shim = std::process::Command::new("sleep")
-            .args(["30", "__shim"])
+        // A process with `__shim` among its arguments that stays up (GNU
+        // sleep would reject the extra argument and exit at once).
+        let mut shim = std::process::Command::new("python3")
+            .args(["-c", "import time; time.sleep(30)", "__shim"])
             .spawn()
             .unwrap();
         // Until its exec is done it shows the test's command line.
