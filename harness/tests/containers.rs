@@ -138,6 +138,13 @@ impl Bench {
         rusqlite::Connection::open(self.reports().join("latest/journal.sqlite"))
             .expect("the run's journal")
     }
+
+    /// The one number `sql` counts in the run's journal.
+    fn count(&self, sql: &str) -> i64 {
+        self.journal()
+            .query_row(sql, [], |r| r.get(0))
+            .expect("the journal answers")
+    }
 }
 
 /// Every soak run of these tests holds this shared; the test that leaves a
@@ -250,15 +257,10 @@ fn must_fail(scenario: &str, gateway_bugs: &str, store_bugs: &str, fails: &str, 
 #[test]
 fn kill_through_the_engine_restarts_the_container_healthy() {
     let bench = must_pass("kill-gateway", "", "");
-    let started: i64 = bench
-        .journal()
-        .query_row(
-            "SELECT count(*) FROM events WHERE service = 'gateway' AND kind = 'started' \
+    let started: i64 = bench.count(
+        "SELECT count(*) FROM events WHERE service = 'gateway' AND kind = 'started' \
              AND json_extract(detail, '$.container') IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    );
     assert_eq!(started, 2, "two incarnations, each naming its container");
 }
 
@@ -269,14 +271,8 @@ fn kill_through_the_engine_restarts_the_container_healthy() {
 #[test]
 fn kill_takes_the_workers_with_the_container_even_with_orphan_workers() {
     let bench = must_pass("kill-gateway", "orphan-workers", "");
-    let orphans: i64 = bench
-        .journal()
-        .query_row(
-            "SELECT coalesce(sum(orphans), 0) FROM incarnations WHERE service = 'gateway'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let orphans: i64 =
+        bench.count("SELECT coalesce(sum(orphans), 0) FROM incarnations WHERE service = 'gateway'");
     assert_eq!(orphans, 0);
 }
 
@@ -332,14 +328,8 @@ healthy_within = "15s"
         .unwrap();
     assert!(injected.contains("\"container\""), "{injected}");
     assert!(rolled.contains("\"unpaused\""), "{rolled}");
-    let hung: i64 = bench
-        .journal()
-        .query_row(
-            "SELECT count(*) FROM incarnations WHERE service = 'store' AND cause = 'hung'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let hung =
+        bench.count("SELECT count(*) FROM incarnations WHERE service = 'store' AND cause = 'hung'");
     assert_eq!(hung, 1, "{out}");
 }
 
@@ -398,22 +388,10 @@ restart_budget = { max = 0, window = "1m" }
     );
     let (code, out, report) = bench.chaos(&scenario);
     assert_eq!(code, 1, "{out}");
-    let oom: i64 = bench
-        .journal()
-        .query_row(
-            "SELECT count(*) FROM incarnations WHERE service = 'store' AND cause = 'oom-killed'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let after: i64 = bench
-        .journal()
-        .query_row(
-            "SELECT count(*) FROM incarnations WHERE service = 'store'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let oom: i64 = bench.count(
+        "SELECT count(*) FROM incarnations WHERE service = 'store' AND cause = 'oom-killed'",
+    );
+    let after: i64 = bench.count("SELECT count(*) FROM incarnations WHERE service = 'store'");
     assert!(oom >= 1, "no incarnation oom-killed:\n{out}");
     assert!(after > oom, "not restarted after the OOM kill:\n{out}");
     let failed = assertions(&report, "fail");
