@@ -4,11 +4,10 @@
 use crate::clock::{human, now_ms, rfc3339_ms};
 use crate::config::scenario::{self, Scenario};
 use crate::config::{Config, ConfigError, units::parse_duration};
-use crate::journal::{self, Event, Journal, Record};
+use crate::journal::{self, Event};
 use crate::metrics::{AssertionState, Exposition};
-use crate::plan::Plan;
-use crate::record::{Note, Recorder, Severity};
-use crate::supervise::Supervisor;
+use crate::record::{Note, Severity};
+use crate::session::{Opening, Session, SessionError};
 use crate::verdict::Verdict;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -499,8 +498,7 @@ pub async fn chaos(
     }
     let outcome = match result {
         Ok(o) => o,
-        Err(crate::run::RunError::Config(e)) => return config_error(&e),
-        Err(e) => return Outcome::Harness(e.to_string()),
+        Err(e) => return session_error(e),
     };
     print_verdict(&outcome.report, outcome.inconclusive.as_deref(), style);
     println!("report: {}", outcome.run_dir.join("report.html").display());
@@ -531,7 +529,7 @@ fn rebuild_report(dir: &Path, style: Style) -> Outcome {
         );
         return Outcome::Usage;
     }
-    match crate::run::judge_and_report(dir) {
+    match crate::judge::judge_and_report(dir) {
         Ok(report) => {
             print_verdict(&report, None, style);
             println!("report: {}", dir.join("report.html").display());
@@ -641,6 +639,19 @@ fn shim_exe() -> Result<PathBuf, Outcome> {
         .map_err(|e| Outcome::Harness(format!("cannot find soak's own binary for the shim: {e}")))
 }
 
+/// Why a session could not open, as soak's outcome: a config that cannot
+/// run is exit 2, like a service named that does not exist.
+fn session_error(e: SessionError) -> Outcome {
+    match e {
+        SessionError::Config(e) => config_error(&e),
+        SessionError::UnknownService(e) => {
+            eprintln!("error: {e}");
+            Outcome::Usage
+        }
+        SessionError::Setup(e) => Outcome::Harness(e),
+    }
+}
+
 async fn up(
     config: Option<PathBuf>,
     run_for: Option<Duration>,
@@ -661,77 +672,46 @@ async fn up(
         Ok(m) => m,
         Err(o) => return o,
     };
-    let run_dir = match crate::rundir::create(&reports_dir(reports, &config), "up") {
-        Ok(d) => d,
-        Err(e) => return Outcome::Harness(format!("cannot create the run directory: {e}")),
-    };
-    let plan = match Plan::new(&config, &services, &run_dir) {
-        Ok(p) => p,
-        Err(e @ crate::plan::PlanError::UnknownService { .. }) => {
-            eprintln!("error: {e}");
-            return Outcome::Usage;
-        }
-        Err(e) => return Outcome::Harness(e.to_string()),
-    };
-    if let Err(e) = crate::supervise::preflight(&config, &plan) {
-        return config_error(&e);
-    }
-    let journal_path = run_dir.join("journal.sqlite");
-    let journal = match Journal::create(&journal_path) {
-        Ok(j) => j,
-        Err(e) => return Outcome::Harness(e.to_string()),
-    };
-    let run_id = run_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    journal.tx().send(Record::Run {
-        id: run_id,
+    let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
+    let session = Session::open(Opening {
+        config: &config,
+        services: &services,
+        reports: &reports_dir(reports, &config),
+        label: "up",
         scenario: None,
-        started_at: now_ms(),
         seed: None,
-        config_path: config.path.display().to_string(),
-        config: std::fs::read_to_string(&config.path).unwrap_or_default(),
-        scenario_path: None,
-        scenario_toml: None,
-    });
+        shim_exe: shim,
+        notes: Some(notes_tx),
+    })
+    .await;
+    let session = match session {
+        Ok(s) => s,
+        Err(e) => return session_error(e),
+    };
     println!(
         "{}",
         style.dim(&format!(
             "run {} ({} service(s)); journal {}",
-            run_dir.display(),
-            plan.services.len(),
-            journal_path.display()
+            session.run_dir.display(),
+            session.plan.services.len(),
+            session.journal_path().display()
         ))
     );
-
-    let (notes_tx, notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let printer = tokio::spawn(print_notes(
         notes_rx,
         style,
         None,
         exposed.as_ref().map(|m| m.exposition.clone()),
     ));
-    let recorder = Recorder::new(journal.tx(), Some(notes_tx));
-    let links = match crate::link::start_all(&plan, &recorder).await {
-        Ok(l) => std::sync::Arc::new(l),
-        Err(e) => return Outcome::Harness(e.to_string()),
-    };
-    let every = config.harness.sample_every.0;
-    let link_sampler = links.sample_every(every, &recorder);
-    let lag = crate::lag::heartbeat(&recorder, every);
-    let supervisor = std::sync::Arc::new(Supervisor::start(&plan, &recorder, shim));
-    let (stop_sampler, sampler_stopped) = tokio::sync::watch::channel(false);
-    let sampler = tokio::spawn(crate::sample::run(
-        supervisor.clone(),
-        plan.clone(),
-        recorder.clone(),
-        config.harness.sample_every.0,
-        sampler_stopped,
-    ));
 
-    let reason = wait_for_end(run_for).await;
-    recorder.emit(
+    let reason = tokio::select! {
+        _ = async { match run_for {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        } } => "time is up",
+        why = crate::session::stop_requested() => why,
+    };
+    session.rec.emit(
         None,
         &Event::RunEnding {
             reason: reason.to_string(),
@@ -739,26 +719,9 @@ async fn up(
         Severity::Info,
         format!("{reason}: stopping services"),
     );
-    supervisor.stop_all().await;
-    let _ = stop_sampler.send(true);
-    let _ = sampler.await;
-    // Links outlive the services that use them, as in a run.
-    if let Some(t) = link_sampler {
-        t.abort();
-        let _ = t.await;
-    }
-    if let Ok(links) = std::sync::Arc::try_unwrap(links) {
-        links.shutdown(&recorder).await;
-    }
-    lag.abort();
-    let _ = lag.await;
-    recorder.journal.send(Record::RunEnded {
-        ended_at: now_ms(),
-        interrupted: false,
-    });
-    drop(recorder);
+    let journal_path = session.journal_path();
+    session.close(false).await;
     let _ = printer.await;
-    journal.close();
     if let Some(m) = exposed {
         m.stop();
     }
@@ -769,24 +732,6 @@ async fn up(
             Outcome::Pass
         }
         Err(e) => Outcome::Harness(format!("cannot read back the journal: {e}")),
-    }
-}
-
-/// Waits for Ctrl-C, SIGTERM or the end of `run_for`; says which.
-async fn wait_for_end(run_for: Option<Duration>) -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let deadline = async {
-        match run_for {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = deadline => "time is up",
-        _ = async { match &mut int { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "interrupted",
-        _ = async { match &mut term { Some(s) => { s.recv().await; } None => std::future::pending().await } } => "terminated",
     }
 }
 

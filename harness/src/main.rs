@@ -7,7 +7,7 @@ fn main() -> std::process::ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "__report")
         && let Some(dir) = std::env::args_os().nth(2)
     {
-        soak::run::report_child_main(std::path::Path::new(&dir));
+        soak::partial::child_main(std::path::Path::new(&dir));
     }
     soak::cli::main()
 }

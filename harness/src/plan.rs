@@ -62,6 +62,11 @@ pub struct Plan {
     pub services: Vec<ServicePlan>,
     pub links: Vec<LinkPlan>,
     pub run_dir: PathBuf,
+    /// `{port.NAME}` and `{link.NAME}` with their values: a second instance
+    /// of a service is wired like the first.
+    wiring: Vec<(String, String)>,
+    /// Where relative `sqlite` paths are taken from: the config's directory.
+    config_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,9 +209,9 @@ impl Plan {
                 .map(|l| (format!("link.{}", l.name), l.listen.to_string())),
         );
         let mut services = Vec::new();
+        let config_dir = config::dir_of(&config.path);
         for name in &order {
             let svc = &config.services[name];
-            let port = ports[name];
             let data_dir = match &svc.data_dir {
                 DataDir::Auto => run_dir.join("data").join(name),
                 DataDir::Path(p) => p.clone(),
@@ -215,68 +220,110 @@ impl Plan {
                 path: data_dir.clone(),
                 source,
             })?;
-            let mut vars: Vec<(&str, String)> = vec![
-                ("port", port.to_string()),
-                ("data_dir", data_dir.display().to_string()),
-                ("service", name.clone()),
-            ];
-            vars.extend(wiring.iter().map(|(k, v)| (k.as_str(), v.clone())));
-            let image = svc.image.as_ref().map(|i| i.get_ref().clone());
-            let mut env: BTreeMap<String, String> = if image.is_some() {
-                BTreeMap::new()
-            } else {
-                std::env::vars().collect()
-            };
-            for (k, v) in &svc.env {
-                env.insert(k.clone(), expand_all(v, &vars));
-            }
-            let probe = svc.health.as_ref().map(|h| match &h.probe {
-                Probe::Http(u) => Probe::Http(expand_all(u, &vars)),
-                Probe::Tcp(a) => Probe::Tcp(expand_all(a, &vars)),
-                Probe::Exec(c) => Probe::Exec(c.iter().map(|a| expand_all(a, &vars)).collect()),
-            });
-            services.push(ServicePlan {
-                name: name.clone(),
-                port,
-                argv: svc
-                    .command
-                    .0
-                    .iter()
-                    .chain(svc.args.iter().flat_map(|a| a.get_ref()))
-                    .map(|a| expand_all(a, &vars))
-                    .collect(),
-                image,
-                run_id: run_dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                cwd: svc.cwd.clone(),
-                env: env.into_iter().collect(),
-                probe,
-                expect_body: svc
-                    .health
-                    .as_ref()
-                    .and_then(|h| h.expect_body.as_ref())
-                    .map(|b| expand_all(b, &vars)),
-                sqlite: svc
-                    .sqlite
-                    .iter()
-                    .map(|p| config::dir_of(&config.path).join(expand_all(p, &vars)))
-                    .collect(),
-                log: run_dir.join("logs").join(format!("{name}.log")),
+            services.push(expand(
+                name,
+                svc,
+                ports[name],
                 data_dir,
-                config: svc.clone(),
-            });
+                &wiring,
+                &config_dir,
+                run_dir,
+            ));
         }
         Ok(Plan {
             services,
             links,
             run_dir: run_dir.to_path_buf(),
+            wiring,
+            config_dir,
         })
     }
 
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The service as a second instance of it runs: the same command, data
+    /// dir, environment and wiring, expanded the same way, but on `port` and
+    /// with a log of its own.
+    pub fn second_instance(&self, name: &str, port: u16) -> Option<ServicePlan> {
+        let first = self.service(name)?;
+        let mut second = expand(
+            name,
+            &first.config,
+            port,
+            first.data_dir.clone(),
+            &self.wiring,
+            &self.config_dir,
+            &self.run_dir,
+        );
+        second.log = first.log.with_file_name(format!("{name}-duplicate.log"));
+        Some(second)
+    }
+}
+
+/// A service made concrete: every template of it expanded with its port,
+/// its data dir and the run's wiring.
+fn expand(
+    name: &str,
+    svc: &Service,
+    port: u16,
+    data_dir: PathBuf,
+    wiring: &[(String, String)],
+    config_dir: &Path,
+    run_dir: &Path,
+) -> ServicePlan {
+    let mut vars: Vec<(&str, String)> = vec![
+        ("port", port.to_string()),
+        ("data_dir", data_dir.display().to_string()),
+        ("service", name.to_string()),
+    ];
+    vars.extend(wiring.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    let image = svc.image.as_ref().map(|i| i.get_ref().clone());
+    let mut env: BTreeMap<String, String> = if image.is_some() {
+        BTreeMap::new()
+    } else {
+        std::env::vars().collect()
+    };
+    for (k, v) in &svc.env {
+        env.insert(k.clone(), expand_all(v, &vars));
+    }
+    let probe = svc.health.as_ref().map(|h| match &h.probe {
+        Probe::Http(u) => Probe::Http(expand_all(u, &vars)),
+        Probe::Tcp(a) => Probe::Tcp(expand_all(a, &vars)),
+        Probe::Exec(c) => Probe::Exec(c.iter().map(|a| expand_all(a, &vars)).collect()),
+    });
+    ServicePlan {
+        name: name.to_string(),
+        port,
+        argv: svc
+            .command
+            .0
+            .iter()
+            .chain(svc.args.iter().flat_map(|a| a.get_ref()))
+            .map(|a| expand_all(a, &vars))
+            .collect(),
+        image,
+        run_id: run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        cwd: svc.cwd.clone(),
+        env: env.into_iter().collect(),
+        probe,
+        expect_body: svc
+            .health
+            .as_ref()
+            .and_then(|h| h.expect_body.as_ref())
+            .map(|b| expand_all(b, &vars)),
+        sqlite: svc
+            .sqlite
+            .iter()
+            .map(|p| config_dir.join(expand_all(p, &vars)))
+            .collect(),
+        log: run_dir.join("logs").join(format!("{name}.log")),
+        data_dir,
+        config: svc.clone(),
     }
 }
 
@@ -334,6 +381,37 @@ to = "127.0.0.1:6379"
         assert!(std::net::TcpListener::bind(link("store").listen).is_err());
         assert!(link("store").take_listener().is_some());
         assert!(link("store").take_listener().is_none(), "taken once");
+    }
+
+    #[test]
+    fn a_second_instance_is_wired_like_the_first_on_a_port_of_its_own() {
+        let (plan, _dir) = planned(&[]);
+        let (gw, store) = (
+            plan.service("gateway").unwrap(),
+            plan.service("store").unwrap(),
+        );
+        let second = plan.second_instance("gateway", 4242).unwrap();
+        let link = |name: &str| plan.links.iter().find(|l| l.name == name).unwrap();
+        assert_eq!(second.port, 4242);
+        assert_eq!(second.data_dir, gw.data_dir, "the same data, on purpose");
+        // {link.NAME} and {port.NAME} reach it too, not only {port}.
+        assert_eq!(
+            second.argv,
+            [
+                "gw".to_string(),
+                "--store".into(),
+                link("store").listen.to_string(),
+                "--direct".into(),
+                store.port.to_string(),
+                "--port".into(),
+                "4242".into(),
+            ]
+        );
+        let cache = second.env.iter().find(|(k, _)| k == "CACHE").unwrap();
+        assert_eq!(cache.1, link("cache").listen.to_string());
+        assert_eq!(second.log.file_name().unwrap(), "gateway-duplicate.log");
+        assert_eq!(second.log.parent(), gw.log.parent());
+        assert!(plan.second_instance("nobody", 1).is_none());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! fault schedule uses), with what drawing noise needs on top, so every run
 //! of a bench draws the same data on every machine.
 
-use soak::run::SplitMix;
+use soak::rng::SplitMix;
 use std::f64::consts::TAU;
 
 /// soak's own seeded generator, with what drawing noise needs on top.

@@ -6,13 +6,13 @@
 //! verdict to tell the two apart and quote why.
 
 use crate::clock::now_ms;
+use crate::config::Workload;
 use crate::config::units::signal_name;
-use crate::config::{Health, Probe, Workload};
 use crate::journal::Event;
-use crate::plan::{ServicePlan, expand_all, free_port};
+use crate::plan::ServicePlan;
 use crate::record::{Recorder, Severity};
-use crate::supervise::client::{ShimProcess, Started};
-use crate::supervise::shim::{ShimCommand, ShimReport, ShimSpec};
+use crate::supervise::shim::{ShimCommand, ShimReport};
+use crate::supervise::{SecondInstance, Supervisor, probe};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -22,25 +22,13 @@ use tokio::sync::oneshot;
 const LOG_LINES: usize = 20;
 /// How much of the end of its log is read to find them.
 const LOG_TAIL_BYTES: u64 = 8192;
+/// How long the consistency check waits for the duplicate to serve.
+const SERVING_WAIT: Duration = Duration::from_secs(5);
 
 /// A running duplicate: released (killed, if it is still up) on rollback.
 pub struct DuplicateHold {
     pub release: Option<oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// The duplicate's health probe, with its own port in every kind of probe.
-fn probe_for(h: &Health, vars: &[(&str, String)]) -> Health {
-    let mut h = h.clone();
-    match &mut h.probe {
-        Probe::Http(u) | Probe::Tcp(u) => *u = expand_all(u, vars),
-        Probe::Exec(argv) => {
-            for a in argv.iter_mut() {
-                *a = expand_all(a, vars);
-            }
-        }
-    }
-    h
 }
 
 /// The last `LOG_LINES` lines of a log file (its end only: logs can be big).
@@ -70,62 +58,36 @@ fn refused(exit_code: Option<i32>, signal: Option<i32>) -> bool {
     signal.is_none() && exit_code.is_some_and(|c| c != 0)
 }
 
-/// The second instance: same command and data dir, a port of its own, under
-/// a shim like any incarnation (so it dies with soak). Journals how it
-/// ended: refused (and why), crashed, or still running.
+/// The second instance, asked of the supervisor: same command, data dir
+/// and wiring, a port of its own, under a shim like any incarnation (so it
+/// dies with soak). Journals how it ended: refused (and why), crashed, or
+/// still running.
 pub async fn start(
+    sup: &Supervisor,
     sp: &ServicePlan,
-    shim_exe: &Path,
     hold: Duration,
     step: usize,
     rec: &Recorder,
     consistency: Option<Workload>,
 ) -> Result<(DuplicateHold, serde_json::Value), String> {
-    let port = free_port().map_err(|e| e.to_string())?;
-    let vars = [
-        ("port", port.to_string()),
-        ("data_dir", sp.data_dir.display().to_string()),
-        ("service", sp.name.clone()),
-    ];
-    let mut env = sp.env.clone();
-    for (k, v) in &sp.config.env {
-        if let Some(e) = env.iter_mut().find(|(key, _)| key == k) {
-            e.1 = expand_all(v, &vars);
-        }
-    }
-    let spec = ShimSpec {
-        // An image service's duplicate is a second container on the same
-        // mounted data dir, labelled like the first so it dies with soak.
-        argv: sp
-            .config
-            .command
-            .0
-            .iter()
-            .chain(sp.config.args.iter().flat_map(|a| a.get_ref()))
-            .map(|a| expand_all(a, &vars))
-            .collect(),
-        cwd: sp.cwd.clone(),
-        env,
-        log: sp.log.with_file_name(format!("{}-duplicate.log", sp.name)),
-        log_max: sp.config.logs.max_size.0,
-        log_keep: sp.config.logs.keep,
-        port: Some(port),
-        container: crate::container::ContainerSpec::for_service(sp),
-    };
-    let log = spec.log.clone();
-    let (mut shim, Started { pid, ts, .. }) = ShimProcess::spawn(shim_exe, &spec).await?;
+    let second = sup.second_instance(&sp.name).await?;
+    let (pid, port, ts) = (second.pid, second.plan.port, second.started_ts);
     let (release_tx, mut release_rx) = oneshot::channel::<()>();
     let (rec, name) = (rec.clone(), sp.name.clone());
-    let probe = sp.config.health.as_ref().map(|h| probe_for(h, &vars));
     let primary = sp.port;
     let task = tokio::spawn(async move {
+        let SecondInstance {
+            mut shim,
+            plan: dup,
+            ..
+        } = second;
         let deadline = tokio::time::sleep(hold);
         tokio::pin!(deadline);
         // Only a duplicate that serves can disagree with the primary, so the
         // consistency check waits for it to serve; the exit is watched from
         // the first moment all the same, because a duplicate that refuses at
         // once never serves and its refusal must not be mistaken for a hold.
-        let mut check = consistency.zip(probe.clone());
+        let mut check = consistency.filter(|_| dup.probe.is_some());
         let ended = loop {
             tokio::select! {
                 biased;
@@ -136,9 +98,9 @@ pub async fn start(
                 },
                 _ = &mut release_rx => break None,
                 _ = &mut deadline => break None,
-                serving = async { wait_serving(&check.as_ref()?.1).await.then_some(()) }, if check.is_some() => {
+                serving = probe::wait_serving(&dup, SERVING_WAIT), if check.is_some() => {
                     // Taken either way: the check runs once, or not at all.
-                    if let (Some(()), Some((w, _))) = (serving, check.take()) {
+                    if let (true, Some(w)) = (serving, check.take()) {
                         check_consistency(&w, primary, port, step, &name, &rec).await;
                     }
                 }
@@ -152,7 +114,7 @@ pub async fn start(
                     (None, None) => "ended".into(),
                 };
                 let refused = refused(exit_code, signal);
-                let log_tail = last_lines(&log);
+                let log_tail = last_lines(&dup.log);
                 // The service's own last words, not the shim's exit line.
                 let last = log_tail
                     .iter()
@@ -200,23 +162,25 @@ pub async fn start(
                 );
             }
             None => {
-                let serving = match &probe {
-                    Some(h) => {
-                        crate::supervise::probe::check(&h.probe, h.expect_status, None, h.timeout.0)
-                            .await
-                            .is_ok()
-                    }
-                    None => false,
-                };
-                rec.event(
+                let serving = probe::serving(&dup).await;
+                let after_ms = now_ms() - ts;
+                rec.emit(
                     Some(&name),
-                    "duplicate-still-running",
-                    json!({"step": step, "pid": pid, "port": port, "after_ms": now_ms() - ts, "serving": serving}),
+                    &Event::DuplicateStillRunning {
+                        step,
+                        pid,
+                        port,
+                        after_ms,
+                        serving,
+                    },
                     Severity::Bad,
                     format!(
-                        "duplicate pid {pid} still running on the same data after {} ms{}",
-                        now_ms() - ts,
-                        if serving { format!(", serving on port {port}") } else { String::new() }
+                        "duplicate pid {pid} still running on the same data after {after_ms} ms{}",
+                        if serving {
+                            format!(", serving on port {port}")
+                        } else {
+                            String::new()
+                        }
                     ),
                 );
                 shim.send(&ShimCommand::Kill).await;
@@ -236,20 +200,6 @@ pub async fn start(
         },
         json!({"pid": pid, "port": port}),
     ))
-}
-
-/// Polls the duplicate's health probe until it answers (or 5 s pass).
-async fn wait_serving(h: &crate::config::Health) -> bool {
-    for _ in 0..50 {
-        if crate::supervise::probe::check(&h.probe, h.expect_status, None, h.timeout.0)
-            .await
-            .is_ok()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 /// Writes through the primary and reads through the duplicate, twice per
@@ -290,14 +240,18 @@ async fn check_consistency(
     } else {
         Severity::Bad
     };
-    rec.event(
+    let stale_count = stale.len() as u64;
+    rec.emit(
         Some(name),
-        "consistency",
-        json!({"step": step, "checked": checked, "stale_count": stale.len(), "stale": stale}),
+        &Event::Consistency {
+            step,
+            checked,
+            stale_count,
+            stale,
+        },
         sev,
         format!(
-            "{checked} write(s) through the primary read back through the duplicate: {} stale",
-            stale.len()
+            "{checked} write(s) through the primary read back through the duplicate: {stale_count} stale"
         ),
     );
 }

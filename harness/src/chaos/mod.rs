@@ -38,7 +38,6 @@ use limits::FdHold;
 use process::Pidfd;
 use serde_json::json;
 use sqlite::LockHold;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -94,7 +93,6 @@ pub async fn inject(
     step: &Step,
     to: &Targets<'_>,
     rec: &Recorder,
-    shim_exe: &Path,
     consistency: Option<&Workload>,
 ) -> Result<Fault, InjectError> {
     let (sup, plan) = (to.sup, to.plan);
@@ -254,10 +252,9 @@ pub async fn inject(
             )
         }
         Action::Duplicate { hold } => {
-            let (dup, detail) =
-                duplicate::start(sp, shim_exe, *hold, index, rec, consistency.cloned())
-                    .await
-                    .map_err(err)?;
+            let (dup, detail) = duplicate::start(sup, sp, *hold, index, rec, consistency.cloned())
+                .await
+                .map_err(err)?;
             let text = format!("duplicate instance {detail} on {}", sp.data_dir.display());
             (Undo::Duplicate(dup), detail, text)
         }

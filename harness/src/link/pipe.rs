@@ -9,7 +9,7 @@
 
 use super::fault::{Effects, Way};
 use super::{Shared, State};
-use crate::run::SplitMix;
+use crate::rng::SplitMix;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-/// Every link of a run, by name.
+/// Every link of a run, by name. The default, none, is what a session
+/// holds once its links are shut down.
+#[derive(Default)]
 pub struct Links {
     links: Vec<Link>,
 }

@@ -4,7 +4,7 @@
 //! (trend lines included), same report.json, same report.html.
 
 use crate::journal::{Cause, Event, FaultParams, Journal, Record, RunData};
-use crate::run::{judge_and_report, scenario_from_journal};
+use crate::judge::{judge_and_report, scenario_from_journal};
 use crate::workload::LatencyHistogram;
 use std::path::Path;
 

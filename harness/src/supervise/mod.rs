@@ -132,6 +132,35 @@ fn ready_budget(plan: &Plan, name: &str) -> Duration {
 
 pub struct Supervisor {
     services: BTreeMap<String, Handle>,
+    plan: Plan,
+    shim_exe: PathBuf,
+}
+
+/// How a shim runs one instance of a service.
+fn spec_for(sp: &ServicePlan) -> ShimSpec {
+    ShimSpec {
+        argv: sp.argv.clone(),
+        cwd: sp.cwd.clone(),
+        env: sp.env.clone(),
+        log: sp.log.clone(),
+        log_max: sp.config.logs.max_size.0,
+        log_keep: sp.config.logs.keep,
+        port: Some(sp.port),
+        container: crate::container::ContainerSpec::for_service(sp),
+    }
+}
+
+/// A second instance of a service, from [`Supervisor::second_instance`].
+/// It is started the way every incarnation is, under a shim that ends it
+/// when soak ends, but it is not supervised: nothing probes, restarts or
+/// journals it. Whoever asked for it watches `shim` and ends it.
+pub struct SecondInstance {
+    pub shim: ShimProcess,
+    /// Its port, its probe (expanded with that port) and its log.
+    pub plan: ServicePlan,
+    pub pid: i32,
+    /// When it started (ms), as the shim reports the exec.
+    pub started_ts: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +222,29 @@ impl Supervisor {
                 )
             })
             .collect();
-        Supervisor { services }
+        Supervisor {
+            services,
+            plan: plan.clone(),
+            shim_exe,
+        }
+    }
+
+    /// Starts a second instance of `service` on a free port of its own (see
+    /// [`SecondInstance`]).
+    pub async fn second_instance(&self, service: &str) -> Result<SecondInstance, String> {
+        let port = crate::plan::free_port().map_err(|e| e.to_string())?;
+        let plan = self
+            .plan
+            .second_instance(service, port)
+            .ok_or_else(|| SuperviseError::UnknownService(service.into()).to_string())?;
+        let (shim, client::Started { pid, ts, .. }) =
+            ShimProcess::spawn(&self.shim_exe, &spec_for(&plan)).await?;
+        Ok(SecondInstance {
+            shim,
+            plan,
+            pid,
+            started_ts: ts,
+        })
     }
 
     fn handle(&self, service: &str) -> Result<&Handle, SuperviseError> {
@@ -676,16 +727,7 @@ impl ServiceLoop {
             up_for: Duration::ZERO,
             ts,
         };
-        let spec = ShimSpec {
-            argv: self.sp.argv.clone(),
-            cwd: self.sp.cwd.clone(),
-            env: self.sp.env.clone(),
-            log: self.sp.log.clone(),
-            log_max: self.sp.config.logs.max_size.0,
-            log_keep: self.sp.config.logs.keep,
-            port: Some(self.sp.port),
-            container: crate::container::ContainerSpec::for_service(&self.sp),
-        };
+        let spec = spec_for(&self.sp);
         let (
             mut shim,
             client::Started {

@@ -77,3 +77,32 @@ async fn exec(argv: &[String], timeout: Duration) -> Result<(), String> {
         }
     }
 }
+
+/// Whether an instance's health probe answers now; false without a probe.
+pub async fn serving(sp: &crate::plan::ServicePlan) -> bool {
+    let (Some(probe), Some(h)) = (&sp.probe, &sp.config.health) else {
+        return false;
+    };
+    check(
+        probe,
+        h.expect_status,
+        sp.expect_body.as_deref(),
+        h.timeout.0,
+    )
+    .await
+    .is_ok()
+}
+
+/// Polls [`serving`] every 100 ms until it answers or `limit` passes.
+pub async fn wait_serving(sp: &crate::plan::ServicePlan, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if serving(sp).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

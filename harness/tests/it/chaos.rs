@@ -200,7 +200,7 @@ fn a_real_run_writes_a_report_and_a_junit_file_that_parses() {
     assert!(doc.descendants().all(|n| !n.has_tag_name("failure")));
     // A report can be rebuilt from the journal alone.
     std::fs::remove_file(dir.join("report.json")).unwrap();
-    let rebuilt = soak::run::judge_and_report(&dir).unwrap();
+    let rebuilt = soak::judge::judge_and_report(&dir).unwrap();
     assert_eq!(rebuilt.assertions.len(), 3);
     assert!(dir.join("report.json").exists());
 }
