@@ -297,12 +297,14 @@ pub async fn inject(
                 };
                 rec.event(Some(&target), "stop-result", detail, sev, text);
             });
+            // What the supervisor will send: an image's STOPSIGNAL may
+            // stand in for the config's TERM.
+            let signal = signal_name(state.stop_signal.unwrap_or(s.signal.0));
             (
                 Undo::Nothing,
-                json!({"signal": signal_name(s.signal.0), "grace_ms": s.grace.ms()}),
+                json!({"signal": signal, "grace_ms": s.grace.ms()}),
                 format!(
-                    "graceful stop: SIG{} with {} grace",
-                    signal_name(s.signal.0),
+                    "graceful stop: SIG{signal} with {} grace",
                     crate::clock::human(s.grace.0)
                 ),
             )

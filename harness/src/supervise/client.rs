@@ -20,6 +20,8 @@ pub struct Started {
     pub ts: i64,
     /// The container's id, for an image service.
     pub container: Option<String>,
+    /// The image's STOPSIGNAL, if it has one.
+    pub image_stop_signal: Option<i32>,
 }
 
 /// A shim started ahead of need: exec'd and blocked reading its spec. A
@@ -127,9 +129,20 @@ impl Standby {
             .map_err(|e| StartError::Failed(format!("cannot encode the spec: {e}")))?;
         shim.write_line(&spec_line).await;
         match shim.report().await {
-            Some(ShimReport::Started { pid, ts, container }) => {
-                Ok((shim, Started { pid, ts, container }))
-            }
+            Some(ShimReport::Started {
+                pid,
+                ts,
+                container,
+                image_stop_signal,
+            }) => Ok((
+                shim,
+                Started {
+                    pid,
+                    ts,
+                    container,
+                    image_stop_signal,
+                },
+            )),
             other => {
                 shim.close().await;
                 Err(match other {

@@ -189,6 +189,7 @@ async fn incarnation(
         pid: main,
         ts: started,
         container: Some(id.clone()),
+        image_stop_signal: image_stop,
     });
 
     let pump = {
@@ -284,12 +285,6 @@ async fn incarnation(
                         report(&ShimReport::Signalled { signal, pids });
                     }
                     ShimCommand::Stop { signal, grace_ms } => {
-                        // The image's STOPSIGNAL stands in for the default
-                        // TERM: it is how the image's author says to stop it.
-                        let signal = match image_stop {
-                            Some(s) if signal == libc::SIGTERM => s,
-                            _ => signal,
-                        };
                         soak_line(&log, &format!(
                             "stopping container: SIG{} then {grace_ms} ms grace",
                             crate::config::units::signal_name(signal)

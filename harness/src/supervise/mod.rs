@@ -49,6 +49,10 @@ pub struct ServiceState {
     pub pid: Option<i32>,
     /// The container of the current incarnation, for an image service.
     pub container: Option<String>,
+    /// The signal that stops the current incarnation gracefully: the
+    /// config's `stop.signal`, or an image's STOPSIGNAL in place of the
+    /// default TERM (it is how the image's author says to stop it).
+    pub stop_signal: Option<i32>,
     pub starts: u32,
 }
 
@@ -734,6 +738,7 @@ impl ServiceLoop {
                 pid,
                 ts: started_ts,
                 container,
+                image_stop_signal,
             },
         ) = match self.start(&spec).await {
             Ok(s) => s,
@@ -755,6 +760,10 @@ impl ServiceLoop {
             }
         };
         let started = instant_of(started_ts);
+        let stop_signal = match image_stop_signal {
+            Some(image) if self.sp.config.stop.signal.0 == libc::SIGTERM => image,
+            _ => self.sp.config.stop.signal.0,
+        };
         // The journal's pid is the one a user would kill: the daemon's.
         let mut exited = None;
         let pid = if self.sp.config.pidfile.is_some() {
@@ -796,6 +805,7 @@ impl ServiceLoop {
             s.incarnation = Some(id);
             s.pid = Some(pid);
             s.container = container.clone();
+            s.stop_signal = Some(stop_signal);
         });
         if self.sp.config.restart != RestartPolicy::Never {
             match ShimProcess::prepare(&self.shim_exe) {
@@ -924,10 +934,10 @@ impl ServiceLoop {
                         shim.send(&ShimCommand::Signal { signal, scope }).await;
                     }
                     Some(Control::Stop { reply, then_start }) => {
-                        let s = &self.sp.config.stop;
-                        self.rec.emit(Some(&name), &Event::Stopping { signal: signal_name(s.signal.0), grace_ms: s.grace.ms() },
-                            Severity::Info, format!("stopping: SIG{} then {} grace", signal_name(s.signal.0), crate::clock::human(s.grace.0)));
-                        shim.send(&ShimCommand::Stop { signal: s.signal.0, grace_ms: s.grace.ms() }).await;
+                        let grace = self.sp.config.stop.grace;
+                        self.rec.emit(Some(&name), &Event::Stopping { signal: signal_name(stop_signal), grace_ms: grace.ms() },
+                            Severity::Info, format!("stopping: SIG{} then {} grace", signal_name(stop_signal), crate::clock::human(grace.0)));
+                        shim.send(&ShimCommand::Stop { signal: stop_signal, grace_ms: grace.ms() }).await;
                         stop = Some((reply, now_ms(), then_start));
                     }
                     None => {

@@ -113,6 +113,9 @@ pub enum ShimReport {
         /// The container's id, for an image service.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         container: Option<String>,
+        /// The image's STOPSIGNAL, for an image service whose image has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_stop_signal: Option<i32>,
     },
     SpawnFailed {
         error: String,
@@ -539,6 +542,7 @@ fn run() -> Result<(), String> {
         pid: main,
         ts: started,
         container: None,
+        image_stop_signal: None,
     });
 
     let mut outputs = [
