@@ -54,8 +54,11 @@ pub fn summarize(data: &RunData) -> BTreeMap<String, ServiceSummary> {
             s.gave_up = true;
         }
         if let Some(prev) = previous.insert(&inc.service, inc) {
+            // soak's own doing: a kill it planned, or a stop (a scheduled
+            // stop restarts the service), as restart_budget and the
+            // report's chart count them.
             match prev.cause {
-                Some(Cause::Planned) => s.restarts.planned += 1,
+                Some(Cause::Planned | Cause::Stopped) => s.restarts.planned += 1,
                 _ => s.restarts.unplanned += 1,
             }
         }
@@ -95,17 +98,18 @@ mod tests {
                 inc(1, "a", Some("planned"), None),
                 inc(2, "a", Some("unplanned"), Some(3)),
                 inc(3, "a", Some("hung"), None),
+                inc(6, "a", Some("stopped"), Some(0)),
                 inc(4, "a", None, None),
                 inc(5, "b", Some("gave-up"), Some(3)),
             ],
             ..RunData::default()
         };
         let s = summarize(&data);
-        assert_eq!(s["a"].incarnations, 4);
+        assert_eq!(s["a"].incarnations, 5);
         assert_eq!(
             s["a"].restarts,
             Restarts {
-                planned: 1,
+                planned: 2,
                 unplanned: 2
             }
         );

@@ -90,9 +90,11 @@ struct Interval<'a> {
 }
 
 /// The workload's intervals. A load event is journaled at the end of its
-/// interval and does not say how long it was; the shortest gap between two
-/// events is the reporting period (a longer gap is an interval that sent
-/// nothing), and one event alone is taken as a second long.
+/// interval and does not say how long it was. The typical gap between two
+/// events (their median) is the reporting period: a longer gap is an
+/// interval that sent nothing before it, and a shorter one is the last,
+/// partial interval flushed at the end of the load, whose start is the
+/// event before it. One event alone is taken as a second long.
 fn intervals<'a>(data: &'a RunData, workload: &str) -> Vec<Interval<'a>> {
     let rows: Vec<(i64, u64, u64, &EventRow)> = data
         .events
@@ -107,19 +109,25 @@ fn intervals<'a>(data: &'a RunData, workload: &str) -> Vec<Interval<'a>> {
             _ => None,
         })
         .collect();
-    let period = rows
+    let mut gaps: Vec<i64> = rows
         .windows(2)
         .map(|w| w[1].0 - w[0].0)
         .filter(|g| *g > 0)
-        .min()
-        .unwrap_or(1_000);
+        .collect();
+    gaps.sort_unstable();
+    let period = gaps.get(gaps.len() / 2).copied().unwrap_or(1_000);
+    let mut previous: Option<i64> = None;
     rows.into_iter()
-        .map(|(ts, ok, failed, event)| Interval {
-            start: ts - period,
-            end: ts,
-            ok,
-            failed,
-            event,
+        .map(|(ts, ok, failed, event)| {
+            let start = (ts - period).max(previous.unwrap_or(i64::MIN));
+            previous = Some(ts);
+            Interval {
+                start,
+                end: ts,
+                ok,
+                failed,
+                event,
+            }
         })
         .collect()
 }

@@ -161,6 +161,32 @@ fn a_load_interval_ending_just_after_the_grace_belongs_to_the_grace() {
 }
 
 #[test]
+fn the_last_short_flush_of_the_load_does_not_shorten_every_interval() {
+    let sc = scenario("fails_fast = { workload = \"work\", p99_max = \"500ms\" }\n");
+    // Ticks 400 ms past each second: the one at 12.4 s sums a second of
+    // which 600 ms lie in the 2 s grace, when the breaker was still timing
+    // out, so it is not judged. The load's last interval, flushed when it
+    // stops, is 40 ms long; intervals are still a second long, not 40 ms
+    // (which would put all of the 12.4 s one after the grace).
+    for flush in [None, Some(30_440)] {
+        let mut events = vec![fault(10_000, "store", 0, "blackhole")];
+        for s in 1..=30 {
+            let ts = s * 1_000 + 400;
+            events.push(match ts {
+                10_400..=12_400 => work(ts, 20, 20, 3_000.0),
+                12_401..=20_400 => work(ts, 20, 20, 50.0),
+                _ => work(ts, 20, 0, 2.0),
+            });
+        }
+        events.extend(flush.map(|ts| work(ts, 1, 0, 2.0)));
+        events.push(rolled_back(20_000));
+        events.sort_by_key(|e| e.ts);
+        let a = &judge(&sc, &data(vec![], events))[0];
+        assert_eq!(a.verdict, Verdict::Pass, "flush {flush:?}: {}", a.reason);
+    }
+}
+
+#[test]
 fn a_gateway_that_hangs_behind_a_blackholed_link_fails_naming_its_p99() {
     let sc = scenario("fails_fast = { workload = \"work\", p99_max = \"500ms\" }\n");
     let d = data(
