@@ -28,7 +28,9 @@ struct Series {
 
 /// The series `key` matches, each read from the journal when its turn
 /// comes (a 72 h series scraped every 5 s is 52 000 rows), or why it
-/// matches none (the assertion's reason).
+/// matches none (the assertion's reason). A series is a name of one
+/// service: two services that export the same name (every Node service has
+/// `nodejs_eventloop_lag_seconds`) are two series, judged apart.
 fn matching<'a>(
     data: &'a RunData,
     key: &str,
@@ -43,19 +45,31 @@ fn matching<'a>(
     if names.is_empty() {
         return Err(format!("no series matching {key} was scraped"));
     }
-    Ok(names.into_iter().map(move |name| {
-        let rows = data
-            .metric_series(&name)
-            .map_err(|e| format!("cannot read {name}: {e}"))?;
-        let service = rows
-            .first()
-            .and_then(|r| data.incarnations.iter().find(|i| i.id == r.incarnation))
-            .map_or_else(String::new, |i| i.service.clone());
-        Ok(Series {
-            name,
-            service,
-            rows,
-        })
+    let service_of: BTreeMap<i64, &str> = data
+        .incarnations
+        .iter()
+        .map(|i| (i.id, i.service.as_str()))
+        .collect();
+    Ok(names.into_iter().flat_map(move |name| {
+        let rows = match data.metric_series(&name) {
+            Ok(rows) => rows,
+            Err(e) => return vec![Err(format!("cannot read {name}: {e}"))],
+        };
+        let mut by_service: BTreeMap<String, Vec<MetricRow>> = BTreeMap::new();
+        for r in rows {
+            let service = service_of.get(&r.incarnation).copied().unwrap_or_default();
+            by_service.entry(service.to_string()).or_default().push(r);
+        }
+        by_service
+            .into_iter()
+            .map(|(service, rows)| {
+                Ok(Series {
+                    name: name.clone(),
+                    service,
+                    rows,
+                })
+            })
+            .collect()
     }))
 }
 

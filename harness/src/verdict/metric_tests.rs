@@ -11,6 +11,10 @@ const CONFIG: &str = r#"
 command = ["api", "--port", "{port}"]
 [services.api.metrics]
 url = "http://127.0.0.1:{port}/metrics"
+[services.worker]
+command = ["worker", "--port", "{port}"]
+[services.worker.metrics]
+url = "http://127.0.0.1:{port}/metrics"
 "#;
 
 fn scenario(expect: &str) -> Scenario {
@@ -124,4 +128,46 @@ fn metric_rate_max_counts_across_a_restart() {
     );
     let calm = &judge(&sc, &run(series("errors_total", 1, 0, 10, |s| s * 0.5)))[0];
     assert_eq!(calm.verdict, Verdict::Pass, "{}", calm.reason);
+}
+
+#[test]
+fn two_services_exporting_one_name_are_two_series() {
+    // Both export errors_total (one framework) and queue_depth, scraped at
+    // the same moments: read as one series, each switch between the two
+    // values looks like a counter reset, and the worker's queue would be
+    // blamed on the api.
+    let sc = scenario(
+        "metric_rate_max = { errors_total = \"1/s\" }\nmetric_max = { queue_depth = 100 }\n",
+    );
+    let mut d = data(
+        vec![
+            inc(1, "api", 0, None, None, 0),
+            inc(3, "worker", 0, None, None, 0),
+        ],
+        vec![],
+    );
+    let mut rows = series("errors_total", 1, 0, 10, |s| 5000.0 + s * 0.1);
+    rows.extend(series("errors_total", 3, 0, 10, |_| 20.0));
+    rows.extend(series("queue_depth", 1, 0, 10, |_| 3.0));
+    rows.extend(series("queue_depth", 3, 0, 10, |_| 500.0));
+    rows.sort_by_key(|r| r.ts);
+    d.metrics = rows;
+    let a = judge(&sc, &d);
+    let find = |name: &str, service: &str| {
+        a.iter()
+            .find(|x| x.name == name && x.service.as_deref() == Some(service))
+            .unwrap_or_else(|| panic!("no {name} for {service}: {a:#?}"))
+    };
+    assert_eq!(find("metric_rate_max", "api").verdict, Verdict::Pass);
+    assert_eq!(find("metric_rate_max", "worker").verdict, Verdict::Pass);
+    assert_eq!(find("metric_max", "api").verdict, Verdict::Pass);
+    let worker = find("metric_max", "worker");
+    assert_eq!(worker.verdict, Verdict::Fail);
+    assert!(
+        worker
+            .reason
+            .starts_with("worker: queue_depth peaked at 500"),
+        "{}",
+        worker.reason
+    );
 }
