@@ -265,6 +265,11 @@ impl Exposition {
         self.up.get_or_create(&l).set(1);
         self.starts.get_or_create(&l).inc();
         self.incarnation.get_or_create(&l).inc();
+        // A new process tree: its CPU time counts from zero.
+        self.cpu_last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.to_string(), 0.0);
         let before = self
             .last_exit
             .lock()
@@ -307,12 +312,10 @@ impl Exposition {
         self.threads.get_or_create(&l).set(i64::from(threads));
         let mut last = self.cpu_last.lock().unwrap_or_else(|e| e.into_inner());
         let before = last.insert(service.to_string(), cpu_seconds).unwrap_or(0.0);
-        // Lower than before: a new incarnation, whose CPU time counts from 0.
-        let delta = if cpu_seconds >= before {
-            cpu_seconds - before
-        } else {
-            cpu_seconds
-        };
+        // Lower than before within one incarnation: a process of the tree
+        // (a recycled worker) ended and took its CPU time with it. That is
+        // not growth; a new incarnation starts from zero at its start.
+        let delta = cpu_seconds - before;
         if delta.is_finite() && delta > 0.0 {
             self.cpu.get_or_create(&l).inc_by(delta);
         }
@@ -775,13 +778,32 @@ mod tests {
     #[test]
     fn cpu_never_goes_down_across_a_restart() {
         let e = Exposition::new();
+        e.service_started("api");
         e.sample("api", 1, 1, 1, 10.0);
+        e.incarnation_ended("api", "planned");
+        e.service_started("api");
         e.sample("api", 1, 1, 1, 0.5);
         e.sample("api", 1, 1, 1, 1.0);
         let t = e.encode();
         assert_eq!(
             value(&t, r#"soak_service_cpu_seconds_total{service="api"}"#),
             Some(11.0)
+        );
+    }
+
+    #[test]
+    fn a_worker_that_ends_does_not_count_the_tree_s_cpu_again() {
+        // The tree's CPU time drops when a recycled worker ends: read as a
+        // restart, the whole total was added again (5000 -> 9900).
+        let e = Exposition::new();
+        e.service_started("api");
+        for cpu in [4990.0, 5000.0, 4900.0, 4905.0] {
+            e.sample("api", 1, 1, 1, cpu);
+        }
+        let t = e.encode();
+        assert_eq!(
+            value(&t, r#"soak_service_cpu_seconds_total{service="api"}"#),
+            Some(5005.0)
         );
     }
 }
