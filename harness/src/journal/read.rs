@@ -497,6 +497,35 @@ impl RunData {
         }
     }
 
+    /// Calls `f(ts, log_bytes)` on each of `service`'s samples, by time:
+    /// the bytes its log has taken in so far, as the sampler measured them.
+    pub fn for_each_log_sample(
+        &self,
+        service: &str,
+        mut f: impl FnMut(i64, u64),
+    ) -> Result<(), JournalError> {
+        match self.journaled(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT ts, max(coalesce(log_bytes, 0), 0) FROM service_samples \
+                 WHERE service = ?1 ORDER BY ts, rowid",
+            )?;
+            let mut rows = stmt.query([service])?;
+            while let Some(r) = rows.next()? {
+                f(r.get(0)?, r.get::<_, i64>(1)? as u64);
+            }
+            Ok(())
+        }) {
+            Some(done) => done,
+            None => {
+                self.service_samples
+                    .iter()
+                    .filter(|s| s.service == service)
+                    .for_each(|s| f(s.ts, s.log_bytes.max(0) as u64));
+                Ok(())
+            }
+        }
+    }
+
     /// Calls `f` on every host sample, by time.
     pub fn for_each_host_sample(
         &self,

@@ -2,8 +2,10 @@
 //! integrity_check, no files left behind, the log does not flood.
 
 use super::{Judge, Verdict, bytes, events_of, incarnations_of, ms, run_end};
+use crate::clock::rfc3339_ms;
 use crate::config::scenario::Scenario;
 use crate::journal::Event;
+use crate::journal::RunData;
 
 pub(super) fn writes_survive(j: &mut Judge, workload: &str) {
     // The last read-back of the workload: (row, checked, missing count, missing).
@@ -248,12 +250,44 @@ pub(super) fn no_leftovers(j: &mut Judge, sc: &Scenario, patterns: &[String]) {
     }
 }
 
+/// The span `log_rate_max` judges a run by: a flood of a few minutes in a
+/// run of days must not be averaged away, and a start-up burst of a
+/// second is not a flood. A run shorter than this is judged whole.
+const LOG_WINDOW_MS: i64 = 5 * 60_000;
+
+/// The most the sampled log took in over any [`LOG_WINDOW_MS`]: (bytes,
+/// span in ms, window start). None when the samples span less than one
+/// window. Streamed: a window of samples at a time.
+fn worst_log_window(data: &RunData, service: &str) -> Result<Option<(u64, i64, i64)>, String> {
+    let mut window: std::collections::VecDeque<(i64, u64)> = Default::default();
+    let mut worst: Option<(u64, i64, i64)> = None;
+    data.for_each_log_sample(service, |ts, total| {
+        window.push_back((ts, total));
+        // The front is the last sample at or before ts - window.
+        while window.len() >= 2 && window[1].0 <= ts - LOG_WINDOW_MS {
+            window.pop_front();
+        }
+        let (from, base) = window[0];
+        if ts - from >= LOG_WINDOW_MS {
+            let bytes = total.saturating_sub(base);
+            // By rate: spans differ by up to a sample interval.
+            let rate = |b: u64, span: i64| b as f64 / span.max(1) as f64;
+            if worst.is_none_or(|(b, span, _)| rate(bytes, ts - from) > rate(b, span)) {
+                worst = Some((bytes, ts - from, from));
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(worst)
+}
+
 pub(super) fn log_rate(j: &mut Judge, service: &str, max_per_hour: f64) {
     // What each incarnation's shim counted at exit is the service's own
     // bytes; the sampler measures the log file's growth, which also holds
     // soak's 29-byte prefix on every line and soak's own lines, so it
-    // over-counts a service of short lines 2-4 times. It is used only when
-    // some incarnation has no exit journaled (a run that was killed).
+    // over-counts a service of short lines 2-4 times. The exact count is
+    // the run's total when every incarnation's exit is journaled; the
+    // samples place the bytes in time, scaled to the exact count.
     let exits: Vec<(i64, u64)> = events_of(j.data, service)
         .filter_map(|e| match &e.event {
             Event::Exited {
@@ -267,37 +301,62 @@ pub(super) fn log_rate(j: &mut Judge, service: &str, max_per_hour: f64) {
     let at_exit: u64 = exits.iter().map(|e| e.1).sum();
     let all_exited = incarnations_of(j.data, service).all(|i| exits.iter().any(|e| e.0 == i.id));
     let expected = format!("log <= {}/min", bytes(max_per_hour / 60.0));
-    let written = if all_exited && !exits.is_empty() {
-        at_exit
+    let unreadable = |j: &mut Judge, e: String| {
+        j.push(
+            "log_rate_max",
+            Some(service),
+            Verdict::Unknown,
+            [
+                expected.clone(),
+                "unreadable".into(),
+                format!("{service}: cannot read the log sizes sampled: {e}"),
+            ],
+            None,
+        );
+    };
+    let sampled = match j.data.peak_log_bytes(service) {
+        Ok(s) => s,
+        Err(e) => return unreadable(j, e.to_string()),
+    };
+    let exact = all_exited && !exits.is_empty();
+    let written = if exact { at_exit } else { sampled.max(at_exit) };
+    // The service's share of what the file took in.
+    let own = if exact && sampled > 0 {
+        (at_exit as f64 / sampled as f64).min(1.0)
     } else {
-        match j.data.peak_log_bytes(service) {
-            Ok(sampled) => sampled.max(at_exit),
-            Err(e) => {
-                j.push(
-                    "log_rate_max",
-                    Some(service),
-                    Verdict::Unknown,
-                    [
-                        expected,
-                        "unreadable".into(),
-                        format!("{service}: cannot read the log sizes sampled: {e}"),
-                    ],
-                    None,
-                );
-                return;
-            }
-        }
+        1.0
+    };
+    let worst = match worst_log_window(j.data, service) {
+        Ok(w) => w,
+        Err(e) => return unreadable(j, e),
     };
     let start = j.data.run.as_ref().map_or(0, |r| r.started_at);
     let span_ms = (run_end(j.data) - start).max(1);
     let per_hour = written as f64 * 3_600_000.0 / span_ms as f64;
-    let observed = format!(
+    let whole = format!(
         "{} in {} ({}/min)",
         bytes(written as f64),
         ms(span_ms),
         bytes(per_hour / 60.0)
     );
-    let ok = per_hour <= max_per_hour;
+    let window = worst.map(|(b, span, from)| {
+        let b = b as f64 * own;
+        (b * 3_600_000.0 / span as f64, b, span, from)
+    });
+    let (observed, rate) = match window {
+        Some((window_per_hour, b, span, from)) if window_per_hour > per_hour => (
+            format!(
+                "{} in {} from {} ({}/min); {whole} in all",
+                bytes(b),
+                ms(span),
+                &rfc3339_ms(from)[11..19],
+                bytes(window_per_hour / 60.0)
+            ),
+            window_per_hour,
+        ),
+        _ => (whole, per_hour),
+    };
+    let ok = rate <= max_per_hour;
     let reason = if ok {
         format!("{service} wrote {observed}")
     } else {

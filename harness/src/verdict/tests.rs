@@ -851,3 +851,65 @@ fn log_rate_counts_the_services_own_bytes_not_soaks_line_prefixes() {
     let a = gateway(&d);
     assert_eq!(a.verdict, Verdict::Fail, "{}", a.reason);
 }
+
+#[test]
+fn a_five_minute_log_flood_in_a_long_run_fails_log_rate_max() {
+    let sc = scenario("[expect]\nlog_rate_max = \"1MB/min\"\n");
+    // 6 hours sampled every 5 s: 10 KB/min, except 5 minutes at 100 KB/s
+    // from the third hour: 30 MB in all, 93 KB/min on average over the
+    // run, well under the limit; the window must still find the flood.
+    let hour = 3_600_000;
+    let run = |flood_per_s: u64| {
+        let mut total = 0u64;
+        let mut rows = Vec::new();
+        for i in 0..(6 * hour / 5_000) {
+            let ts = i * 5_000;
+            let flooding = ts >= 2 * hour && ts < 2 * hour + 300_000;
+            total += if flooding {
+                flood_per_s * 5
+            } else {
+                10_000 / 12
+            };
+            rows.push(crate::journal::ServiceSampleRow {
+                ts,
+                service: "gateway".into(),
+                db_bytes: 0,
+                wal_bytes: 0,
+                log_bytes: total as i64,
+            });
+        }
+        let mut d = data(
+            vec![inc(
+                1,
+                "gateway",
+                0,
+                Some(6 * hour),
+                Some(Cause::Stopped),
+                0,
+            )],
+            vec![],
+        );
+        d.service_samples = rows;
+        if let Some(r) = &mut d.run {
+            r.ended_at = Some(6 * hour);
+        }
+        judge(&sc, &d)
+            .into_iter()
+            .find(|a| a.service.as_deref() == Some("gateway"))
+            .unwrap()
+    };
+    let a = run(100_000);
+    assert_eq!(a.verdict, Verdict::Fail, "{}", a.reason);
+    assert!(
+        a.reason
+            .starts_with("gateway flooded its log: 28.6 MB in 5 min"),
+        "{}",
+        a.reason
+    );
+    // The window starts at the sample before the flood's first bytes.
+    assert!(a.reason.contains("from 01:59:55"), "{}", a.reason);
+    assert!(a.reason.contains("in all"), "{}", a.reason);
+    // 2 KB/s for the same 5 minutes is a burst well under the limit.
+    let a = run(2_000);
+    assert_eq!(a.verdict, Verdict::Pass, "{}", a.reason);
+}
