@@ -70,8 +70,35 @@ struct Found {
     last_ts: Option<i64>,
     /// The highest RSS sample (the latest of equal ones).
     peak: Option<SampleRow>,
-    /// The worst RSS growth of an incarnation, and when it was measured.
-    growth: Option<(f64, i64)>,
+    /// Each judged incarnation's RSS growth.
+    growth: Vec<SegmentGrowth>,
+}
+
+/// `rss_growth_max`'s measure of one incarnation.
+struct SegmentGrowth {
+    /// From the median of its first tenth to that of its last, scaled to
+    /// the expectation's period.
+    fraction: f64,
+    /// Its last sample.
+    at: i64,
+    /// The decision: scaling a short incarnation's tenths to a day
+    /// multiplies a sawtooth's phase into a leak (and can hide one), so
+    /// the trend detector decides with the same limit as a slope (the
+    /// limit's share of the start level per hour); when it cannot, the
+    /// tenths pass below the limit and are undecided above it.
+    trend: Decision,
+    /// The detector's slope as a growth over the period, when it decided.
+    trend_fraction: Option<f64>,
+}
+
+/// What `rss_growth_max` asks: so much per period, judged after `warmup`
+/// over at least `min_span`.
+#[derive(Clone, Copy)]
+struct GrowthCheck {
+    max: f64,
+    per: Duration,
+    warmup: i64,
+    min_span: i64,
 }
 
 pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
@@ -143,7 +170,12 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
         let needs_samples = !checks.is_empty() || e.rss_max.is_some() || e.rss_growth_max.is_some();
         let found = if needs_samples {
             host_limit.and_then(|_| {
-                let growth = e.rss_growth_max.map(|g| (g.per, warmup, min_span));
+                let growth = e.rss_growth_max.map(|g| GrowthCheck {
+                    max: g.fraction,
+                    per: g.per,
+                    warmup,
+                    min_span,
+                });
                 read_segments(data, &ids, checks, growth)
             })
         } else {
@@ -152,7 +184,7 @@ pub(super) fn judge(j: &mut Judge, sc: &Scenario) {
                 segments: 0,
                 last_ts: None,
                 peak: None,
-                growth: None,
+                growth: Vec::new(),
             })
         };
         match found {
@@ -223,14 +255,14 @@ fn read_segments(
     data: &RunData,
     ids: &[i64],
     mut checks: Vec<TrendCheck>,
-    growth_of: Option<(Duration, i64, i64)>,
+    growth_of: Option<GrowthCheck>,
 ) -> Result<Found, String> {
     let mut found = Found {
         checks: Vec::new(),
         segments: 0,
         last_ts: None,
         peak: None,
-        growth: None,
+        growth: Vec::new(),
     };
     for &id in ids {
         let rows = data.samples_of(id).map_err(|e| e.to_string())?;
@@ -268,11 +300,10 @@ fn read_segments(
                 found.peak = Some(r.clone());
             }
         }
-        if let Some((per, warmup, min_span)) = growth_of
-            && let Some((g, at)) = segment_growth(&rows, per, warmup, min_span)
-            && found.growth.is_none_or(|(w, _)| g > w)
+        if let Some(check) = growth_of
+            && let Some(g) = segment_growth(&rows, check)
         {
-            found.growth = Some((g, at));
+            found.growth.push(g);
         }
     }
     found.checks = checks;
@@ -429,19 +460,18 @@ fn fitted(fits: &[SegmentFit], p: &Params, t: &trend::Trend) -> Option<FittedTre
 }
 
 /// Growth of one incarnation from its first to its last tenth (medians,
-/// so one sawtooth peak does not decide), scaled to `per`, and the time of
-/// its last sample; None when it ran too briefly after its warm-up.
-fn segment_growth(
-    rows: &[SampleRow],
-    per: Duration,
-    warmup: i64,
-    min_span: i64,
-) -> Option<(f64, i64)> {
+/// so one sawtooth peak does not decide), scaled to the period, checked
+/// against the trend when it is above the limit (see [`SegmentGrowth`]);
+/// None when it ran too briefly after its warm-up.
+fn segment_growth(rows: &[SampleRow], check: GrowthCheck) -> Option<SegmentGrowth> {
     let first = rows.first()?;
-    let kept: Vec<&SampleRow> = rows.iter().filter(|r| r.ts >= first.ts + warmup).collect();
+    let kept: Vec<&SampleRow> = rows
+        .iter()
+        .filter(|r| r.ts >= first.ts + check.warmup)
+        .collect();
     let (a, b) = (kept.first()?, kept.last()?);
     let span = b.ts - a.ts;
-    if span < min_span || kept.len() < 10 {
+    if span < check.min_span || kept.len() < 10 {
         return None;
     }
     let tenth = (kept.len() / 10).max(1);
@@ -454,23 +484,103 @@ fn segment_growth(
     if start <= 0.0 {
         return None;
     }
-    Some((
-        (end - start) / start * per.as_millis() as f64 / span as f64,
-        b.ts,
-    ))
+    let per_ms = check.per.as_millis() as f64;
+    let fraction = (end - start) / start * per_ms / span as f64;
+    // The same limit as a slope: max of the start level per period.
+    let mut p = Params::new(Metric::Rss, check.max * start * 3_600_000.0 / per_ms);
+    p.warmup_ms = check.warmup;
+    p.min_span_ms = check.min_span;
+    p.min_points = 20;
+    let series: Vec<(i64, f64)> = rows.iter().map(|r| (r.ts, r.rss_bytes as f64)).collect();
+    let (trend, trend_fraction) = match trend::judge_segment(&series, &p) {
+        // A pass is the slope interval's top below the limit; a fail its
+        // bottom above: the figure shown is the one that decided.
+        Some(t) if t.decision != Decision::Unknown => {
+            let slope = match t.decision {
+                Decision::Pass => t.ci_per_hour.1,
+                _ => t.slope_per_hour,
+            };
+            (t.decision, Some(slope * per_ms / 3_600_000.0 / start))
+        }
+        // Undecided: the tenths are all there is, and only their pass
+        // stands; a growth above the limit is a sawtooth's phase or a leak.
+        _ if fraction <= check.max => (Decision::Pass, None),
+        _ => (Decision::Unknown, None),
+    };
+    Some(SegmentGrowth {
+        fraction,
+        at: b.ts,
+        trend,
+        trend_fraction,
+    })
 }
 
-/// The worst growth of any incarnation against `max`.
+/// The incarnations' growths against `max`: the worst confirmed rise
+/// fails; else one undecided leaves it unknown; else the worst passes.
 fn growth(
     out: &mut Vec<Assertion>,
     service: &str,
-    worst: Option<(f64, i64)>,
+    growths: Vec<SegmentGrowth>,
     max: f64,
     per: Duration,
 ) {
     let expected = format!("<= {:.0}% per {}", max * 100.0, human(per));
-    match worst {
-        None => push(
+    let total = growths.len();
+    let pct = |f: f64| format!("{:.1}%", f * 100.0);
+    let worst = |d: Decision| {
+        growths
+            .iter()
+            .filter(move |g| g.trend == d)
+            .max_by(|a, b| a.fraction.total_cmp(&b.fraction))
+    };
+    let (v, g, observed, reason) = if let Some(g) = worst(Decision::Fail) {
+        (
+            Verdict::Fail,
+            g,
+            pct(g.fraction),
+            format!(
+                "RSS grows {} per {} (limit {:.0}%), a significant trend",
+                pct(g.fraction),
+                human(per),
+                max * 100.0
+            ),
+        )
+    } else if let Some(g) = worst(Decision::Unknown) {
+        (
+            Verdict::Unknown,
+            g,
+            pct(g.fraction),
+            format!(
+                "RSS grew {} per {} from the first to the last tenth of an incarnation \
+                 (limit {:.0}%), but its trend is not significant over so short a run: \
+                 a sawtooth's phase or a leak",
+                pct(g.fraction),
+                human(per),
+                max * 100.0
+            ),
+        )
+    } else if let Some(g) = growths.iter().max_by(|a, b| {
+        let f = |g: &SegmentGrowth| g.trend_fraction.unwrap_or(g.fraction);
+        f(a).total_cmp(&f(b))
+    }) {
+        let shown = g.trend_fraction.unwrap_or(g.fraction);
+        let how = match g.trend_fraction {
+            Some(_) => "at most, by its trend,",
+            None => "from its first to its last tenth",
+        };
+        (
+            Verdict::Pass,
+            g,
+            pct(shown),
+            format!(
+                "RSS grows {how} {} per {} (limit {:.0}%), the most of {total} incarnation(s)",
+                pct(shown),
+                human(per),
+                max * 100.0
+            ),
+        )
+    } else {
+        return push(
             out,
             "rss_growth_max",
             service,
@@ -481,32 +591,16 @@ fn growth(
                 "no incarnation ran long enough after its warm-up".into(),
             ],
             None,
-        ),
-        Some((g, at)) => {
-            let v = if g <= max {
-                Verdict::Pass
-            } else {
-                Verdict::Fail
-            };
-            push(
-                out,
-                "rss_growth_max",
-                service,
-                v,
-                [
-                    expected,
-                    format!("{:.1}%", g * 100.0),
-                    format!(
-                        "RSS grows {:.1}% per {} (limit {:.0}%)",
-                        g * 100.0,
-                        human(per),
-                        max * 100.0
-                    ),
-                ],
-                Some(at),
-            );
-        }
-    }
+        );
+    };
+    push(
+        out,
+        "rss_growth_max",
+        service,
+        v,
+        [expected, observed, reason],
+        Some(g.at),
+    );
 }
 
 /// More than `max` unplanned restarts within any `window`.

@@ -913,3 +913,65 @@ fn a_five_minute_log_flood_in_a_long_run_fails_log_rate_max() {
     let a = run(2_000);
     assert_eq!(a.verdict, Verdict::Pass, "{}", a.reason);
 }
+
+/// `rss_growth_max` over a soak that restarts its service every hour: the
+/// first and last tenths of a 55-minute incarnation, scaled to a day,
+/// turned a flat sawtooth's phase into 300 %. A growth above the limit now
+/// fails only when the trend detector confirms it.
+#[test]
+fn hourly_incarnations_of_a_flat_sawtooth_do_not_fail_rss_growth_max() {
+    const HOUR: i64 = 3_600_000;
+    const MB: f64 = 1_048_576.0;
+    let sc = scenario("[expect]\nrss_growth_max = \"50%/24h\"\n");
+    let soak = |rss: &dyn Fn(i64) -> f64| {
+        let mut incs = Vec::new();
+        let mut d = data(vec![], vec![]);
+        for h in 0..12 {
+            let id = h + 1;
+            incs.push(inc(
+                id,
+                "gateway",
+                h * HOUR,
+                Some((h + 1) * HOUR),
+                Some(Cause::Planned),
+                0,
+            ));
+            for i in 0..720 {
+                let t = i * 5_000;
+                d.samples.push(crate::journal::SampleRow {
+                    ts: h * HOUR + t,
+                    incarnation: id,
+                    rss_bytes: (rss(t) * MB) as i64,
+                    cpu_seconds: 0.0,
+                    fds: 10,
+                    threads: 4,
+                    processes: 1,
+                });
+            }
+        }
+        d.incarnations = incs;
+        d.run.as_mut().unwrap().ended_at = Some(12 * HOUR);
+        judge(&sc, &d)
+            .into_iter()
+            .find(|a| a.name == "rss_growth_max")
+            .unwrap()
+    };
+    // 180 to 220 MB and back every 13 minutes, from a start of 200 MB.
+    let sawtooth = |t: i64| {
+        let phase = (t % (13 * 60_000)) as f64 / (13.0 * 60_000.0);
+        180.0 + 40.0 * phase
+    };
+    let flat = soak(&sawtooth);
+    assert_ne!(flat.verdict, Verdict::Fail, "{}", flat.reason);
+    eprintln!("flat sawtooth: {:?}: {}", flat.verdict, flat.reason);
+    // A leak of 150 % a day (12.5 MB an hour on 200) under a small, fast
+    // sawtooth: a trend in every incarnation.
+    let leaking =
+        soak(&|t| 200.0 + 12.5 * t as f64 / HOUR as f64 + ((t / 5_000) % 24) as f64 * 0.2);
+    assert_eq!(leaking.verdict, Verdict::Fail, "{}", leaking.reason);
+    assert!(
+        leaking.reason.contains("a significant trend"),
+        "{}",
+        leaking.reason
+    );
+}
