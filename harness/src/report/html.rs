@@ -15,9 +15,8 @@
 //! `model.rs` gathers what the page shows (services and their charts'
 //! series, incidents, the time axis) from the report and the journal; this
 //! file and the section modules (host, links, metrics, logs) write it out.
-//! Each section (and each service's) is its own `Markup`, copied once into
-//! the page: a 72 h page is megabytes, and one buffer for a whole section
-//! of them would be held twice.
+//! Each section, and each service's, is its own `Markup`, copied once into
+//! the page: no buffer holds all the services' charts a second time.
 
 mod chart;
 mod host;
