@@ -3,8 +3,15 @@
 //! assertions), so a reader sees what the service was doing at the moment
 //! something went wrong. Plain SVG without script: hover details are native
 //! `<title>` elements, which every browser shows and no script can break.
+//!
+//! The SVG is written by hand, not with maud's `html!`: it is mostly
+//! numbers, and maud cannot write SVG's self-closing `<line/>` (a `<line>`
+//! left open would swallow the rest of the drawing). Its few strings
+//! (titles and labels: service names, fault actions, a trend's label) go
+//! through `text`, maud's escaping; a chart is handed to the page as
+//! `Markup` once it is whole.
 
-use crate::report::xml_escape as esc;
+use maud::{Markup, PreEscaped, html};
 use std::fmt::Write;
 
 /// Points per drawn series: about one per pixel of the plot, so a 72 h run
@@ -248,7 +255,7 @@ pub fn line_chart(
     trend: Option<&TrendLine>,
     span: Span,
     marks: &Marks,
-) -> String {
+) -> Markup {
     let t0 = span.t0 as f64;
     let end = span.t1 as f64;
     let t1 = if trend.is_some() {
@@ -297,7 +304,7 @@ pub fn line_chart(
         s,
         r#"<text class="unit" x="4" y="{:.1}">{}</text>"#,
         TOP - 8.0,
-        esc(unit)
+        text(unit)
     );
     if trend.is_some() {
         let x = f.x(end);
@@ -321,15 +328,15 @@ pub fn line_chart(
             f.y(tr.at(a)),
             f.x(b),
             f.y(tr.at(b)),
-            esc(&tr.label),
+            text(&tr.label),
             f.x(b),
             f.y(tr.at(b)),
             f.x(c),
             f.y(tr.at(c)),
-            esc(&tr.label),
+            text(&tr.label),
             W - RIGHT - 4.0,
             (f.y(tr.at(c)) - 6.0).max(TOP + 10.0),
-            esc(&tr.label)
+            text(&tr.label)
         );
     }
     for ser in series {
@@ -338,11 +345,11 @@ pub fn line_chart(
             r#"<path class="line" stroke="{}" d="{}"><title>{}</title></path>"#,
             ser.color,
             path(&ser.points, &f),
-            esc(ser.name)
+            text(ser.name)
         );
     }
     s.push_str("</svg>");
-    s
+    svg(s)
 }
 
 /// One incarnation on the lifecycle strip.
@@ -357,7 +364,7 @@ pub struct Bar {
 /// The service's life as a strip: starting (light), up (solid), down
 /// (blank), with the marks over it. Drawn even without samples, so every
 /// service has a place where its failures are shown in time.
-pub fn lifecycle(id: &str, bars: &[Bar], span: Span, marks: &Marks) -> String {
+pub fn lifecycle(id: &str, bars: &[Bar], span: Span, marks: &Marks) -> Markup {
     let f = Frame {
         t0: span.t0 as f64,
         t1: span.t1 as f64,
@@ -384,7 +391,7 @@ pub fn lifecycle(id: &str, bars: &[Bar], span: Span, marks: &Marks) -> String {
         let _ = write!(
             s,
             r#"<g><title>{}</title><rect class="starting" x="{x0:.1}" y="{TOP}" width="{:.1}" height="{STRIP_H}"/><rect class="{class}" x="{xs:.1}" y="{TOP}" width="{:.1}" height="{STRIP_H}"/></g>"#,
-            esc(&b.title),
+            text(&b.title),
             (xs - x0).max(0.0),
             (x1 - xs).max(0.0)
         );
@@ -392,13 +399,24 @@ pub fn lifecycle(id: &str, bars: &[Bar], span: Span, marks: &Marks) -> String {
     time_axis(&mut s, &f);
     draw_marks(&mut s, &f, marks);
     s.push_str("</svg>");
-    s
+    svg(s)
+}
+
+/// A whole chart, inserted into the page as it is: raw, because it is SVG
+/// markup this module wrote, every string in it through `text`.
+fn svg(s: String) -> Markup {
+    PreEscaped(s)
+}
+
+/// A string drawn in a chart, escaped as the page's values are.
+fn text(s: &str) -> String {
+    html! { (s) }.into_string()
 }
 
 fn open_svg(id: &str, h: f64) -> String {
     format!(
         r#"<svg id="{}" class="chart" viewBox="0 0 {W} {h:.0}" width="100%" role="img" xmlns="http://www.w3.org/2000/svg">"#,
-        esc(id)
+        text(id)
     )
 }
 
@@ -421,7 +439,7 @@ fn draw_marks(s: &mut String, f: &Frame, m: &Marks) {
         let _ = write!(
             s,
             r#"<g class="fault"><title>{}</title><rect x="{x0:.1}" y="{top}" width="{:.1}" height="{:.1}"/>"#,
-            esc(&fault.title),
+            text(&fault.title),
             x1 - x0,
             f.height,
         );
@@ -432,7 +450,7 @@ fn draw_marks(s: &mut String, f: &Frame, m: &Marks) {
                 r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
                 x0 + 3.0,
                 top + 11.0,
-                esc(&fault.label)
+                text(&fault.label)
             );
         }
         s.push_str("</g>");
@@ -450,7 +468,7 @@ fn draw_marks(s: &mut String, f: &Frame, m: &Marks) {
         let _ = write!(
             s,
             r#"<line class="{class}" x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{bottom}"><title>{}</title></line>"#,
-            esc(&r.title)
+            text(&r.title)
         );
     }
     labelled = f64::NEG_INFINITY;
@@ -465,7 +483,7 @@ fn draw_marks(s: &mut String, f: &Frame, m: &Marks) {
         let _ = write!(
             s,
             r#"<g class="failmark"><title>{}</title><line x1="{x:.1}" x2="{x:.1}" y1="{:.1}" y2="{bottom}"/>"#,
-            esc(&fail.title),
+            text(&fail.title),
             top - 14.0,
         );
         // Failure labels are long: one per three gaps.
@@ -476,7 +494,7 @@ fn draw_marks(s: &mut String, f: &Frame, m: &Marks) {
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}">{}</text>"#,
                 x + dx,
                 top - 6.0,
-                esc(&fail.label)
+                text(&fail.label)
             );
         }
         s.push_str("</g>");

@@ -3,12 +3,12 @@
 //! to and the services that reach it), and each link gets charts of its
 //! connections and traffic with its own fault windows.
 
+use super::Page;
 use super::chart::{self, FaultMark, MAX_POINTS, Marks, Point, Series, downsample};
-use super::{Page, esc};
 use crate::config::{Config, LinkTarget};
 use crate::journal::{Event, LinkSampleRow, RunData};
+use maud::{Markup, html};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::path::Path;
 
 /// The actions of a link fault (`Action::Link`'s faults, as journaled).
@@ -65,63 +65,74 @@ impl Links {
 }
 
 impl Page<'_> {
-    pub(super) fn links(&self, h: &mut String) {
+    pub(super) fn links(&self) -> Markup {
         if self.links.ends.is_empty() {
-            return;
+            return html! {};
         }
-        h.push_str("<section id=\"links\"><h2>Links</h2><table><thead><tr><th>link</th><th>to</th><th>reached by</th><th>connections</th><th>peak open</th><th>bytes up</th><th>bytes down</th></tr></thead><tbody>");
-        for (name, (to, from)) in &self.links.ends {
-            let info = self.report.links.get(name);
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(name),
-                esc(to.as_deref().unwrap_or("—")),
-                esc(&if from.is_empty() {
-                    "—".to_string()
-                } else {
-                    from.join(", ")
-                }),
-                info.map_or(0, |l| l.connections),
-                info.map_or(0, |l| l.peak_active),
-                info.map_or(0, |l| l.bytes_up),
-                info.map_or(0, |l| l.bytes_down),
-            );
-        }
-        h.push_str("</tbody></table>");
-        for (k, name) in self.links.ends.keys().enumerate() {
-            let rows: Vec<&LinkSampleRow> = self
-                .data
-                .link_samples
-                .iter()
-                .filter(|s| &s.link == name)
-                .collect();
-            if rows.is_empty() {
-                continue;
+        html! {
+            section id="links" {
+                h2 { "Links" }
+                table {
+                    thead { tr { th { "link" } th { "to" } th { "reached by" } th { "connections" } th { "peak open" } th { "bytes up" } th { "bytes down" } } }
+                    tbody {
+                        @for (name, (to, from)) in &self.links.ends {
+                            @let info = self.report.links.get(name);
+                            tr {
+                                td { (name) }
+                                td { (to.as_deref().unwrap_or("—")) }
+                                td { @if from.is_empty() { "—" } @else { (from.join(", ")) } }
+                                td { (info.map_or(0, |l| l.connections)) }
+                                td { (info.map_or(0, |l| l.peak_active)) }
+                                td { (info.map_or(0, |l| l.bytes_up)) }
+                                td { (info.map_or(0, |l| l.bytes_down)) }
+                            }
+                        }
+                    }
+                }
+                @for (k, name) in self.links.ends.keys().enumerate() {
+                    (self.link_charts(k, name))
+                }
             }
-            let marks = Marks {
-                faults: self
-                    .report
-                    .faults
-                    .iter()
-                    .filter(|f| &f.target == name && LINK_ACTIONS.contains(&f.action.as_str()))
-                    .map(|f| FaultMark {
-                        from: f.injected_at,
-                        to: f.rolled_back_at,
-                        label: f.action.clone(),
-                        title: format!("fault step {}: {} on link {}", f.step, f.action, name),
-                    })
-                    .collect(),
-                ..Marks::default()
-            };
-            let point = |t: i64, v: f64| Point {
-                t: t as f64,
-                v,
-                seg: 0,
-            };
-            let active: Vec<Point> = rows.iter().map(|r| point(r.ts, r.active as f64)).collect();
-            let _ = write!(h, "<h3>Open connections through {}</h3>", esc(name));
-            h.push_str(&chart::line_chart(
+        }
+    }
+
+    /// Link `k`'s open connections and traffic, with its fault windows;
+    /// nothing when it has no samples.
+    fn link_charts(&self, k: usize, name: &str) -> Markup {
+        let rows: Vec<&LinkSampleRow> = self
+            .data
+            .link_samples
+            .iter()
+            .filter(|s| s.link == name)
+            .collect();
+        if rows.is_empty() {
+            return html! {};
+        }
+        let marks = Marks {
+            faults: self
+                .report
+                .faults
+                .iter()
+                .filter(|f| f.target == name && LINK_ACTIONS.contains(&f.action.as_str()))
+                .map(|f| FaultMark {
+                    from: f.injected_at,
+                    to: f.rolled_back_at,
+                    label: f.action.clone(),
+                    title: format!("fault step {}: {} on link {}", f.step, f.action, name),
+                })
+                .collect(),
+            ..Marks::default()
+        };
+        let point = |t: i64, v: f64| Point {
+            t: t as f64,
+            v,
+            seg: 0,
+        };
+        let active: Vec<Point> = rows.iter().map(|r| point(r.ts, r.active as f64)).collect();
+        let (up, down) = byte_rates(&rows);
+        html! {
+            h3 { "Open connections through " (name) }
+            (chart::line_chart(
                 &format!("l{k}-conn"),
                 "open",
                 &[Series {
@@ -132,14 +143,15 @@ impl Page<'_> {
                 None,
                 self.span,
                 &marks,
-            ));
-            let (up, down) = byte_rates(&rows);
-            let _ = write!(
-                h,
-                "<h3>Traffic through {} <span class=\"legend\"><i class=\"k\" style=\"background:#3b6ea8\"></i>up <i class=\"k\" style=\"background:#b0663a\"></i>down</span></h3>",
-                esc(name)
-            );
-            h.push_str(&chart::line_chart(
+            ))
+            h3 {
+                "Traffic through " (name) " "
+                span class="legend" {
+                    i class="k" style="background:#3b6ea8" {} "up "
+                    i class="k" style="background:#b0663a" {} "down"
+                }
+            }
+            (chart::line_chart(
                 &format!("l{k}-bytes"),
                 "KB/s",
                 &[
@@ -157,9 +169,8 @@ impl Page<'_> {
                 None,
                 self.span,
                 &marks,
-            ));
+            ))
         }
-        h.push_str("</section>");
     }
 }
 

@@ -154,8 +154,19 @@ fn parse(raw: &[u8], inherit: Option<i64>) -> LogLine {
         },
         None => (inherit, "", text),
     };
-    let mut body: String = rest.chars().take(MAX_LINE_CHARS).collect();
-    if body.len() < rest.len() {
+    // Control characters (a colour code's ESC, a NUL) shown as U+FFFD:
+    // raw, a browser draws nothing or a box, and the page's escaping leaves
+    // them as they are.
+    let mut body: String = rest
+        .chars()
+        .take(MAX_LINE_CHARS)
+        .map(|c| match c {
+            '\t' => c,
+            c if c.is_ascii_control() && c != '\x7f' => '\u{FFFD}',
+            c => c,
+        })
+        .collect();
+    if rest.chars().nth(MAX_LINE_CHARS).is_some() {
         body.push('…');
     }
     LogLine {
@@ -229,5 +240,18 @@ mod tests {
         assert_eq!(got[0].after[1].stream, "");
         assert!(got[0].after[1].text.contains('\u{FFFD}'));
         assert!(got[0].after[2].text.chars().count() <= MAX_LINE_CHARS + 1);
+        assert!(got[0].after[2].text.ends_with('…'));
+    }
+
+    #[test]
+    fn control_characters_are_shown_as_replacement_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = log([(T, "\x1b[31mred\x1b[0m\ttabbed\0")]);
+        std::fs::write(dir.path().join("svc.log"), raw).unwrap();
+        let got = excerpts(dir.path(), "svc", &[T]).unwrap();
+        assert_eq!(
+            got[0].after[0].text,
+            "\u{FFFD}[31mred\u{FFFD}[0m\ttabbed\u{FFFD}"
+        );
     }
 }

@@ -5,10 +5,10 @@
 //! rate per second: a counter's level says nothing a reader can use.
 
 use super::chart::{self, MAX_POINTS, Marks, Point, Series, downsample};
-use super::{Page, ServiceView, esc};
+use super::{Page, ServiceView};
 use crate::journal::{MetricRow, RunData};
+use maud::{Markup, html};
 use std::collections::HashMap;
-use std::fmt::Write;
 
 /// One kept series of one service, ready to draw: its points (a counter's
 /// rates) downsampled.
@@ -74,42 +74,37 @@ impl MetricChart {
 }
 
 impl Page<'_> {
-    pub(super) fn metric_charts(&self, h: &mut String, v: &ServiceView, marks: &Marks) {
+    pub(super) fn metric_charts(&self, v: &ServiceView, marks: &Marks) -> Markup {
         let charts = match &v.metrics {
             Ok(charts) => charts,
             Err(e) => {
-                let _ = write!(
-                    h,
-                    "<p class=\"muted\">Its metrics could not be read: {}</p>",
-                    esc(e)
-                );
-                return;
+                return html! { p class="muted" { "Its metrics could not be read: " (e) } };
             }
         };
-        for (k, c) in charts.iter().enumerate() {
-            let (series, counter, points) = (&c.series, c.counter, c.points.clone());
-            let peak = points.iter().map(|p| p.v).fold(f64::NAN, f64::max);
-            let last = points.last().map_or(f64::NAN, |p| p.v);
-            let _ = write!(
-                h,
-                "<h3>Metric <code>{}</code>{} <span class=\"stat\">peak {} · last {}</span></h3>",
-                esc(series),
-                if counter { " (rate)" } else { "" },
-                number(peak),
-                number(last)
-            );
-            h.push_str(&chart::line_chart(
-                &format!("{}-m{k}", v.id),
-                if counter { "per s" } else { "value" },
-                &[Series {
-                    name: if counter { "per second" } else { "value" },
-                    color: "#2f7f86",
-                    points,
-                }],
-                None,
-                self.span,
-                marks,
-            ));
+        html! {
+            @for (k, c) in charts.iter().enumerate() {
+                @let (series, counter, points) = (&c.series, c.counter, c.points.clone());
+                @let peak = points.iter().map(|p| p.v).fold(f64::NAN, f64::max);
+                @let last = points.last().map_or(f64::NAN, |p| p.v);
+                h3 {
+                    "Metric " code { (series) }
+                    @if counter { " (rate)" }
+                    " "
+                    span class="stat" { "peak " (number(peak)) " · last " (number(last)) }
+                }
+                (chart::line_chart(
+                    &format!("{}-m{k}", v.id),
+                    if counter { "per s" } else { "value" },
+                    &[Series {
+                        name: if counter { "per second" } else { "value" },
+                        color: "#2f7f86",
+                        points,
+                    }],
+                    None,
+                    self.span,
+                    marks,
+                ))
+            }
         }
     }
 }
