@@ -97,12 +97,13 @@ fn prometheus_scrapes_soak_chaos_and_reads_the_restart_it_caused() {
         return;
     }
     let dir = fixture_dir();
-    // kill-gateway, long enough for Prometheus to scrape after the restart.
+    // kill-gateway, long enough for Prometheus to scrape after the restart:
+    // it scrapes every second and starts in a few, the kill comes at 3 s.
     let scenario = dir.path().join("kill-gateway.toml");
     std::fs::write(
         &scenario,
         "description = \"kill -9 the gateway, watched by Prometheus\"\n\
-         config = \"soak.toml\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"40s\"\n\
+         config = \"soak.toml\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"25s\"\n\
          [[steps]]\nat = \"3s\"\naction = \"kill\"\ntarget = \"gateway\"\nsignal = \"KILL\"\n\
          [expect]\nhealthy_within = \"15s\"\nrestarts = { max = 1 }\n",
     )
