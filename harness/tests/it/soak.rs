@@ -1,13 +1,14 @@
-//! Soak verdicts with real fixtures, sped up to fit CI: each run is under a
-//! minute, so leaks are scaled up and warm-up and minimum span scaled down.
+//! Soak verdicts with real fixtures, sped up to fit CI: each run is under
+//! half a minute, so leaks are scaled up, sampling sped up, and warm-up and
+//! minimum span scaled down.
 
 use crate::common::*;
 use std::time::Duration;
 
 const EXPECT: &str = r#"
 [expect]
-warmup = "8s"
-min_span = "25s"
+warmup = "5s"
+min_span = "15s"
 rss_slope_max = "1000MB/h"
 fds_slope_max = "200/h"
 threads_slope_max = "200/h"
@@ -16,10 +17,17 @@ availability_min = "97%"
 latency_p99_max = "1s"
 "#;
 
-/// Runs a 40 s `soak run` of the gateway under load with `bugs` on; returns
-/// the exit code and report.json.
+/// Runs a 26 s `soak run` of the gateway under load with `bugs` on, sampled
+/// every 500 ms: the trends get 40 samples over 20 s past the warm-up (the
+/// verdicts need 20 over 15 s); returns the exit code and report.json.
 fn soak_run(bugs: &str) -> (Option<i32>, serde_json::Value, String) {
-    soak_run_of(&fixture_config(), "40s", "gateway", "work", EXPECT, bugs)
+    let config = fixture_config();
+    let fast = config.replace("sample_every = \"1s\"", "sample_every = \"500ms\"");
+    assert_ne!(
+        fast, config,
+        "the fixture config samples every second: {config}"
+    );
+    soak_run_of(&fast, "26s", "gateway", "work", EXPECT, bugs)
 }
 
 /// Runs a `soak run` of `duration` with `config` of one fixture service
