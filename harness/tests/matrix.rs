@@ -149,7 +149,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
 signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 server.serve_forever()
-db.close()
+# Handler threads outlive serve_forever: one may be inside a statement.
+# Closed under the guard, the connection is the last and idle, so SQLite
+# checkpoints the WAL and deletes store.db-wal.
+with guard:
+    db.close()
 print("stopped", file=sys.stderr, flush=True)
 "#;
 
@@ -997,9 +1001,11 @@ fn python__stop__sigterm_closes_the_database_and_exits_0() {
 /// The store's last connection closes on SIGTERM, which checkpoints the WAL
 /// and deletes store.db-wal: nothing is left over. soak once listed the data
 /// dir after its own integrity check, whose read-only connection creates
-/// store.db-wal again, and so blamed the store for soak's file.
+/// store.db-wal again, and so blamed the store for soak's file. (The store
+/// once closed its connection while a handler thread was inside a
+/// statement: SQLite then defers the close and keeps the WAL, on about half
+/// the runs; it closes under its guard now.)
 #[test]
-#[ignore = "flaky under CI load: the store was seen leaving store.db-wal at stop; cause not found yet (soak's own files are covered by run::tests)"]
 fn python__stop__leaves_no_wal_file_behind() {
     let sb = python_sandbox("503", 3);
     let run = chaos(
