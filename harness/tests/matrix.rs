@@ -149,7 +149,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
 signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 server.serve_forever()
-db.close()
+# Handler threads outlive serve_forever: one may be inside a statement.
+# Closed under the guard, the connection is the last and idle, so SQLite
+# checkpoints the WAL and deletes store.db-wal.
+with guard:
+    db.close()
 print("stopped", file=sys.stderr, flush=True)
 "#;
 
@@ -710,7 +714,7 @@ fn redis__hang__is_caught_by_its_ping_probe_and_restarted() {
 /// wait in the backlog; redis neither crashes nor spins out, and answers
 /// every one of them once its fds return.
 #[test]
-#[ignore = "flaky: on some runs redis accepts through the hold and p99 stays low (seen in CI, also alone); the cell must learn to tell the two outcomes apart"]
+#[ignore = "flaky: a redis-cli connection (workload or probe) open when the limit is lowered frees an fd number under it when it closes, and redis then serves through the hold one client at a time, p99 low (reproduced by hand: PING stalls without such a client, answers with one); the limit is set once, at injection"]
 fn redis__fd_exhaustion__stalls_clients_in_the_backlog_then_serves_all() {
     let run = fd_starved(&redis_sandbox("{port}", 20), "redis", "cache");
     assert_stalled_then_recovered(&run, "redis", "cache");
@@ -997,9 +1001,11 @@ fn python__stop__sigterm_closes_the_database_and_exits_0() {
 /// The store's last connection closes on SIGTERM, which checkpoints the WAL
 /// and deletes store.db-wal: nothing is left over. soak once listed the data
 /// dir after its own integrity check, whose read-only connection creates
-/// store.db-wal again, and so blamed the store for soak's file.
+/// store.db-wal again, and so blamed the store for soak's file. (The store
+/// once closed its connection while a handler thread was inside a
+/// statement: SQLite then defers the close and keeps the WAL, on about half
+/// the runs; it closes under its guard now.)
 #[test]
-#[ignore = "flaky under CI load: the store was seen leaving store.db-wal at stop; cause not found yet (soak's own files are covered by run::tests)"]
 fn python__stop__leaves_no_wal_file_behind() {
     let sb = python_sandbox("503", 3);
     let run = chaos(

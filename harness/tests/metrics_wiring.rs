@@ -97,12 +97,13 @@ fn prometheus_scrapes_soak_chaos_and_reads_the_restart_it_caused() {
         return;
     }
     let dir = fixture_dir();
-    // kill-gateway, long enough for Prometheus to scrape after the restart.
+    // kill-gateway, long enough for Prometheus to scrape after the restart:
+    // it scrapes every second and starts in a few, the kill comes at 3 s.
     let scenario = dir.path().join("kill-gateway.toml");
     std::fs::write(
         &scenario,
         "description = \"kill -9 the gateway, watched by Prometheus\"\n\
-         config = \"soak.toml\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"40s\"\n\
+         config = \"soak.toml\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"25s\"\n\
          [[steps]]\nat = \"3s\"\naction = \"kill\"\ntarget = \"gateway\"\nsignal = \"KILL\"\n\
          [expect]\nhealthy_within = \"15s\"\nrestarts = { max = 1 }\n",
     )
@@ -422,9 +423,15 @@ fn a_python_prometheus_client_service_is_scraped_by_soak_across_a_kill() {
 /// `metric_slope_max` on the fixture gateway's queue, both ways: with the
 /// `queue-leak` switch the queue only grows under load and the verdict
 /// fails naming the series; without it the queue drains and it passes.
+/// Sampled every 500 ms, so a 24 s run gives the trend its 20 points well
+/// past `min_span` even when a loaded machine slows the sampler twofold:
+/// the leak grows at the work rate (5/s, 18 000/h, against 1000/h) and the
+/// drained queue sits at 0 or 1, both plain within seconds.
 fn queue_slope_run(bugs: &str) -> (Output, serde_json::Value) {
     let dir = fixture_dir();
-    let mut config = std::fs::read_to_string(dir.path().join("soak.toml")).unwrap();
+    let config = std::fs::read_to_string(dir.path().join("soak.toml")).unwrap();
+    let mut config = config.replace("sample_every = \"1s\"", "sample_every = \"500ms\"");
+    assert!(config.contains("sample_every = \"500ms\""), "{config}");
     config.push_str(
         "\n[services.gateway.metrics]\nurl = \"http://127.0.0.1:{port}/metrics\"\nkeep = [\"gateway_queue_depth\"]\n",
     );
@@ -432,8 +439,8 @@ fn queue_slope_run(bugs: &str) -> (Output, serde_json::Value) {
     let scenario = dir.path().join("queue.toml");
     std::fs::write(
         &scenario,
-        "config = \"soak.toml\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"40s\"\n\
-         [expect]\nmetric_slope_max = { gateway_queue_depth = \"1000/h\" }\nwarmup = \"5s\"\nmin_span = \"20s\"\n",
+        "config = \"soak.toml\"\nservices = [\"gateway\"]\nworkloads = [\"work\"]\nduration = \"24s\"\n\
+         [expect]\nmetric_slope_max = { gateway_queue_depth = \"1000/h\" }\nwarmup = \"3s\"\nmin_span = \"12s\"\n",
     )
     .unwrap();
     let child = Command::new(support::soak_bin())
@@ -467,7 +474,13 @@ fn slope_assertion(report: &serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn a_leaking_queue_fails_metric_slope_max_and_a_draining_one_passes() {
-    let (out, report) = queue_slope_run("queue-leak");
+    // Two runs, each with its own directory and ports: side by side.
+    let (leaking, draining) = std::thread::scope(|s| {
+        let leaking = s.spawn(|| queue_slope_run("queue-leak"));
+        let draining = s.spawn(|| queue_slope_run(""));
+        (leaking.join().unwrap(), draining.join().unwrap())
+    });
+    let (out, report) = leaking;
     let a = slope_assertion(&report);
     assert_eq!(a["verdict"], "fail", "{a}\n{}", text(&out));
     assert!(
@@ -478,7 +491,7 @@ fn a_leaking_queue_fails_metric_slope_max_and_a_draining_one_passes() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 
-    let (out, report) = queue_slope_run("");
+    let (out, report) = draining;
     let a = slope_assertion(&report);
     assert_eq!(a["verdict"], "pass", "{a}\n{}", text(&out));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

@@ -124,16 +124,20 @@ fn project(file: &str, source: &str, command: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// Runs `scenario` in `dir`, its run directories under
+/// `reports/SCENARIO/`, so runs of one project can go side by side.
 fn chaos(dir: &Path, scenario: &str, env: &[(&str, &str)]) -> (i32, String, serde_json::Value) {
+    let reports = dir.join("reports").join(scenario);
     let out = run(
         Command::new(env!("CARGO_BIN_EXE_soak"))
             .current_dir(dir)
-            .args(["chaos", scenario, "--plain"])
+            .args(["chaos", scenario, "--plain", "--reports"])
+            .arg(&reports)
             .env_remove("LEAVE_WORKER")
             .envs(env.iter().copied()),
         Duration::from_secs(240),
     );
-    let report = std::fs::read_to_string(dir.join("reports/latest/report.json"))
+    let report = std::fs::read_to_string(reports.join("latest/report.json"))
         .unwrap_or_else(|e| panic!("no report.json ({e}):\n{}", text(&out)));
     (
         out.status.code().unwrap_or(-1),
@@ -142,11 +146,19 @@ fn chaos(dir: &Path, scenario: &str, env: &[(&str, &str)]) -> (i32, String, serd
     )
 }
 
+/// The three generated scenarios side by side: each soak run has its own
+/// run directory, data directory and ports.
 fn every_generated_scenario_passes(dir: &Path) {
-    for scenario in ["kill-svc", "hang-svc", "graceful-stop-svc"] {
-        let (code, out, _) = chaos(dir, scenario, &[]);
-        assert_eq!(code, 0, "{scenario} on a healthy service must pass:\n{out}");
-    }
+    std::thread::scope(|s| {
+        let runs: Vec<_> = ["kill-svc", "hang-svc", "graceful-stop-svc"]
+            .into_iter()
+            .map(|scenario| (scenario, s.spawn(move || chaos(dir, scenario, &[]))))
+            .collect();
+        for (scenario, handle) in runs {
+            let (code, out, _) = handle.join().unwrap();
+            assert_eq!(code, 0, "{scenario} on a healthy service must pass:\n{out}");
+        }
+    });
 }
 
 #[test]

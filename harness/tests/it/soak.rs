@@ -1,13 +1,14 @@
-//! Soak verdicts with real fixtures, sped up to fit CI: each run is under a
-//! minute, so leaks are scaled up and warm-up and minimum span scaled down.
+//! Soak verdicts with real fixtures, sped up to fit CI: each run is under
+//! half a minute, so leaks are scaled up, sampling sped up, and warm-up and
+//! minimum span scaled down.
 
 use crate::common::*;
 use std::time::Duration;
 
 const EXPECT: &str = r#"
 [expect]
-warmup = "8s"
-min_span = "25s"
+warmup = "5s"
+min_span = "15s"
 rss_slope_max = "1000MB/h"
 fds_slope_max = "200/h"
 threads_slope_max = "200/h"
@@ -16,23 +17,32 @@ availability_min = "97%"
 latency_p99_max = "1s"
 "#;
 
-/// Runs `soak run` of the gateway under load with `bugs` on; returns the
-/// exit code and report.json.
+/// Runs a 26 s `soak run` of the gateway under load with `bugs` on, sampled
+/// every 500 ms: the trends get 40 samples over 20 s past the warm-up (the
+/// verdicts need 20 over 15 s); returns the exit code and report.json.
 fn soak_run(bugs: &str) -> (Option<i32>, serde_json::Value, String) {
-    soak_run_of("gateway", "work", EXPECT, bugs)
+    let config = fixture_config();
+    let fast = config.replace("sample_every = \"1s\"", "sample_every = \"500ms\"");
+    assert_ne!(
+        fast, config,
+        "the fixture config samples every second: {config}"
+    );
+    soak_run_of(&fast, "26s", "gateway", "work", EXPECT, bugs)
 }
 
-/// Runs a 40 s `soak run` of one fixture service under one workload, with
-/// `expect` and the service's `bugs` on.
+/// Runs a `soak run` of `duration` with `config` of one fixture service
+/// under one workload, with `expect` and the service's `bugs` on.
 fn soak_run_of(
+    config: &str,
+    duration: &str,
     service: &str,
     workload: &str,
     expect: &str,
     bugs: &str,
 ) -> (Option<i32>, serde_json::Value, String) {
-    let sb = Sandbox::new(&fixture_config());
+    let sb = Sandbox::new(config);
     let scenario = format!(
-        "config = \"soak.toml\"\nservices = [\"{service}\"]\nworkloads = [\"{workload}\"]\nduration = \"40s\"\n{expect}"
+        "config = \"soak.toml\"\nservices = [\"{service}\"]\nworkloads = [\"{workload}\"]\nduration = \"{duration}\"\n{expect}"
     );
     std::fs::write(sb.path().join("soak-test.toml"), scenario).unwrap();
     let bugs_var = format!("{}_BUGS", service.to_uppercase());
@@ -115,11 +125,23 @@ fn a_slow_and_failing_gateway_fails_latency_p99_and_availability() {
 const WAL_EXPECT: &str =
     "[expect]\nwal_max = \"1500KB\"\nintegrity = true\nwrites_survive = \"items\"\n";
 
+/// The WAL grows with the number of writes, not with time: the fixture
+/// config's items workload at twice its rate (40/s) for 20 s writes what
+/// 20/s does in 40 s.
+fn wal_run(bugs: &str) -> (Option<i32>, serde_json::Value, String) {
+    let mut config: toml::Table = toml::from_str(&fixture_config()).unwrap();
+    let items = config["workloads"]["items"].as_table_mut().unwrap();
+    assert_eq!(items["rate"].as_str(), Some("20/s"), "{items:?}");
+    items.insert("rate".into(), "40/s".into());
+    let config = toml::to_string(&config).unwrap();
+    soak_run_of(&config, "20s", "store", "items", WAL_EXPECT, bugs)
+}
+
 /// A store that never checkpoints grows its WAL with every write (about
-/// 3 MB in 40 s of this load).
+/// 3 MB from what 20/s writes in 40 s).
 #[test]
 fn a_store_that_never_checkpoints_fails_wal_max() {
-    let (code, report, out) = soak_run_of("store", "items", WAL_EXPECT, "no-checkpoint");
+    let (code, report, out) = wal_run("no-checkpoint");
     assert_eq!(code, Some(1), "{out}");
     let a = assertion(&report, "wal_max");
     assert_eq!(a["verdict"], "fail", "{a:#}");
@@ -133,7 +155,7 @@ fn a_store_that_never_checkpoints_fails_wal_max() {
 /// The same store checkpointing every 100 pages keeps its WAL under 1 MB.
 #[test]
 fn a_store_that_checkpoints_passes_wal_max() {
-    let (code, report, out) = soak_run_of("store", "items", WAL_EXPECT, "");
+    let (code, report, out) = wal_run("");
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(assertion(&report, "wal_max")["verdict"], "pass", "{out}");
 }
@@ -151,9 +173,19 @@ fn an_fd_leak_fails_fds_slope_max() {
     assert_eq!(assertion(&report, "rss_slope_max")["verdict"], "pass");
 }
 
+/// A crash every 15 requests of 5/s is a restart every 3 s or so: the third
+/// (one past the budget) comes near 10 s into a 24 s run, the 10th (the
+/// fixture config's start limit) would not come before its end.
 #[test]
 fn a_crash_every_n_requests_fails_the_restart_budget() {
-    let (code, report, out) = soak_run("crash-every=25");
+    let (code, report, out) = soak_run_of(
+        &fixture_config(),
+        "24s",
+        "gateway",
+        "work",
+        EXPECT,
+        "crash-every=15",
+    );
     assert_eq!(code, Some(1), "{out}");
     let a = assertion(&report, "restart_budget");
     assert_eq!(a["verdict"], "fail", "{a:#}");
