@@ -714,7 +714,6 @@ fn redis__hang__is_caught_by_its_ping_probe_and_restarted() {
 /// wait in the backlog; redis neither crashes nor spins out, and answers
 /// every one of them once its fds return.
 #[test]
-#[ignore = "flaky: a redis-cli connection (workload or probe) open when the limit is lowered frees an fd number under it when it closes, and redis then serves through the hold one client at a time, p99 low (reproduced by hand: PING stalls without such a client, answers with one); the limit is set once, at injection"]
 fn redis__fd_exhaustion__stalls_clients_in_the_backlog_then_serves_all() {
     let run = fd_starved(&redis_sandbox("{port}", 20), "redis", "cache");
     assert_stalled_then_recovered(&run, "redis", "cache");

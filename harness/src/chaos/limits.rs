@@ -2,6 +2,14 @@
 //! is lowered to its open fds plus a headroom, and each is restored to its
 //! own previous limit.
 //!
+//! The limit caps fd *numbers*, and the kernel hands out the lowest free
+//! one: when a process closes an fd below its limit (a client that
+//! disconnects), that number is free again and the process is no longer
+//! exhausted. So during the hold the watcher also lowers each process's
+//! limit again, to its lowest free numbers plus the headroom, whenever an
+//! fd below it closed: redis, lowered once, served one client at a time
+//! through the whole hold. The limit only ever goes down until the restore.
+//!
 //! The processes that open fds are often not the main one (nginx or
 //! gunicorn workers, node cluster, a `sh -c` or `npm start` wrapper), and
 //! some are born during the hold: a thread watches the tree while the fault
@@ -59,12 +67,35 @@ struct Lowered {
     soft: u64,
     open: usize,
     born_during_hold: bool,
+    /// How many times the hold lowered it again after fds below it closed.
+    tightened: u32,
 }
 
 impl Lowered {
     fn detail(&self) -> serde_json::Value {
         json!({"pid": self.proc.pid, "open": self.open, "soft_before": self.before,
                "soft": self.soft, "born_during_hold": self.born_during_hold})
+    }
+
+    /// Lowers the limit again if fds under it closed since; a process
+    /// that is gone, or whose fds cannot be listed, is left as it is.
+    fn tighten(&mut self, headroom: u64) {
+        if !self.proc.alive() {
+            return;
+        }
+        let Some(fds) = procfs::open_fds(self.proc.pid) else {
+            return;
+        };
+        let want = procfs::limit_for_headroom(&fds, headroom);
+        if want >= self.soft {
+            return;
+        }
+        if let Ok((_, hard)) = prlimit_nofile(self.proc.pid, None)
+            && prlimit_nofile(self.proc.pid, Some((want, hard))).is_ok()
+        {
+            self.soft = want;
+            self.tightened += 1;
+        }
     }
 }
 
@@ -124,6 +155,7 @@ fn lower(
         soft: new_soft,
         open: fds.len(),
         born_during_hold: born,
+        tightened: 0,
     })
 }
 
@@ -194,7 +226,8 @@ fn restore(shared: &Mutex<Tracked>, still_ours: &StillOurs) -> serde_json::Value
                     Err(e) => format!("error: {e}"),
                 }
             };
-            json!({"pid": l.proc.pid, "restored_soft": l.before, "outcome": outcome})
+            json!({"pid": l.proc.pid, "restored_soft": l.before, "outcome": outcome,
+                   "tightened": l.tightened})
         })
         .collect();
     let done = json!({"target_replaced": replaced, "processes": outcomes, "not_lowered": t.missed});
@@ -274,6 +307,9 @@ impl FdHold {
                     }
                     let mut t = watched.lock().unwrap_or_else(|e| e.into_inner());
                     if t.restored.is_none() {
+                        for l in &mut t.procs {
+                            l.tighten(headroom);
+                        }
                         for (pid, e) in lower_new(&mut t, root, main, headroom, true) {
                             // One that died before it could be lowered missed nothing.
                             if t.missed.len() < MISSED_KEPT
