@@ -423,8 +423,10 @@ mod tests {
         child.wait().unwrap();
         assert!(f.rss_bytes > 0 && f.threads >= 1 && f.fds >= 3, "{f:?}");
         assert!(f.processes >= 2, "the child is in the tree: {f:?}");
+        // Not its RSS: right after exec the kernel's per-CPU RSS counters
+        // may not have reached the total that /proc shows yet.
         assert!(
-            c.is_some_and(|c| c.rss_bytes > 0 && c.threads == 1),
+            c.is_some_and(|c| c.threads == 1 && c.processes == 1),
             "{c:?}"
         );
     }
