@@ -4,7 +4,8 @@
 //! and probes the 5 servers over HTTP every second, as a soak would. Every
 //! second the bench samples the daemon's RSS and CPU
 //! time, and for soak also its shims' RSS and PSS (shims are the soak binary,
-//! so they share its pages: PSS is their fair share).
+//! so they share its pages: PSS is their fair share). Every process is read
+//! through `soak::supervise::procfs`, the reader soak samples with.
 //!
 //! `SOAK_OVERHEAD_SECS=30 cargo bench -p soak --bench overhead`
 //! (`SOAK_OVERHEAD_ONLY=soak` skips the competitors, whose figures do not
@@ -13,6 +14,7 @@
 #[path = "../../bench/support.rs"]
 mod support;
 
+use soak::supervise::procfs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,72 +25,6 @@ const WEB: usize = 5;
 const IDLE: usize = 5;
 /// How long the services get to come up before the run counts as broken.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// One process as /proc shows it, with the figures the bench samples.
-struct Proc {
-    pid: i32,
-    ppid: i32,
-    comm: String,
-    /// utime + stime, in clock ticks, over all its threads.
-    cpu_ticks: u64,
-}
-
-fn stat(pid: i32) -> Option<Proc> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may hold spaces and parentheses: split at the last ')'.
-    let (head, rest) = text.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1.to_string();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): ppid is field 4, utime 14, stime 15.
-    let tick = |i: usize| fields.get(i)?.parse::<u64>().ok();
-    Some(Proc {
-        pid,
-        ppid: fields.get(1)?.parse().ok()?,
-        comm,
-        cpu_ticks: tick(11)? + tick(12)?,
-    })
-}
-
-fn all_procs() -> Vec<Proc> {
-    std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.filter_map(|e| stat(e.ok()?.file_name().to_str()?.parse().ok()?))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn descendants(procs: &[Proc], root: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for p in procs.iter().filter(|p| p.ppid == parent) {
-            frontier.push(p.pid);
-            out.push(p.pid);
-        }
-    }
-    out
-}
-
-/// A `Key:   1234 kB` line of a /proc file, in kB.
-fn kb(path: String, key: &str) -> Option<u64> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn rss_kb(pid: i32) -> Option<u64> {
-    kb(format!("/proc/{pid}/status"), "VmRSS:")
-}
-
-fn pss_kb(pid: i32) -> Option<u64> {
-    kb(format!("/proc/{pid}/smaps_rollup"), "Pss:")
-}
 
 struct Shim {
     rss_kb: u64,
@@ -105,24 +41,24 @@ struct Sample {
 }
 
 fn sample(daemon: i32) -> Option<Sample> {
-    let procs = all_procs();
-    let me = procs.iter().find(|p| p.pid == daemon)?;
-    let shims: Vec<&Proc> = procs
-        .iter()
-        .filter(|p| p.ppid == daemon && p.comm == "soak")
+    let me = procfs::usage(daemon)?;
+    let shims: Vec<(i32, procfs::Usage)> = procfs::children(daemon)
+        .into_iter()
+        .filter(|p| procfs::stat(*p).is_some_and(|p| p.comm == "soak"))
+        .filter_map(|p| Some((p, procfs::usage(p)?)))
         .collect();
     Some(Sample {
         at: Instant::now(),
-        rss_kb: rss_kb(daemon)?,
+        rss_kb: me.rss_bytes / 1024,
         cpu_ticks: me.cpu_ticks,
         shims: shims
             .iter()
-            .map(|p| Shim {
-                rss_kb: rss_kb(p.pid).unwrap_or(0),
-                pss_kb: pss_kb(p.pid).unwrap_or(0),
+            .map(|(pid, u)| Shim {
+                rss_kb: u.rss_bytes / 1024,
+                pss_kb: procfs::pss_bytes(*pid).unwrap_or(0) / 1024,
             })
             .collect(),
-        shim_cpu_ticks: shims.iter().map(|p| p.cpu_ticks).sum(),
+        shim_cpu_ticks: shims.iter().map(|(_, u)| u.cpu_ticks).sum(),
     })
 }
 
@@ -176,7 +112,7 @@ fn observe(
     }
     // Everything under the daemon, to check after the stop that none of it
     // outlived the daemon.
-    let tree = descendants(&all_procs(), daemon.pid);
+    let tree = procfs::tree(daemon.pid).into_iter().skip(1);
     let mut cleanup = Vec::new();
     if let Err(e) = daemon.stop() {
         cleanup.push(e);
@@ -275,8 +211,7 @@ fn main() {
             argv: vec!["sleep".into(), "100000".into()],
         }))
         .collect();
-    // SAFETY: sysconf with a constant name.
-    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks_per_s = procfs::ticks_per_second();
 
     type Start<'a> = Box<dyn FnOnce(&Path, &[Service]) -> Result<Daemon, String> + 'a>;
     let competitors: [(&str, Start); 3] = [

@@ -6,6 +6,8 @@
 //! It reads only the processes it watches: the tree is walked through
 //! /proc/PID/task/TID/children from each main process, never by scanning
 //! all of /proc, so a tick costs the same on a busy host as on an idle one.
+//! Every figure is read through [`procfs`], which says why /proc directly
+//! for processes and sysinfo for host memory.
 //!
 //! A service with `[services.NAME.metrics]` is also scraped every tick (see
 //! [`Scraper`]), in a task of its own: a hanging endpoint costs a timeout
@@ -15,7 +17,7 @@ use crate::journal::{Event, Record};
 use crate::metrics::Keep;
 use crate::plan::{Plan, ServicePlan};
 use crate::record::{Recorder, Severity};
-use crate::supervise::{Phase, Supervisor};
+use crate::supervise::{Phase, Supervisor, procfs};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -42,55 +44,22 @@ impl std::ops::AddAssign for Figures {
     }
 }
 
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(1) as u64
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
-}
-
-/// Parses utime, stime, num_threads and rss out of /proc/PID/stat.
-pub fn parse_stat_figures(stat: &str, page: u64, ticks: f64) -> Option<Figures> {
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Field numbers in proc(5) count from 1 at pid; `rest` starts at field 3.
-    let at = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
-    Some(Figures {
-        rss_bytes: at(24)? * page,
-        cpu_seconds: (at(14)? + at(15)?) as f64 / ticks,
-        fds: 0,
-        threads: at(20)? as u32,
-        processes: 1,
-    })
-}
-
 /// Figures of one process, or None if it is gone.
 pub fn figures(pid: i32) -> Option<Figures> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut f = parse_stat_figures(&stat, page_size(), clock_ticks())?;
-    f.fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u32);
-    Some(f)
-}
-
-/// `pid` and its descendants (zombies included: they cost nothing, and a
-/// tick must not pay for reading each one's state).
-pub fn tree(pid: i32) -> Vec<i32> {
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() && out.len() < 10_000 {
-        out.extend(crate::supervise::procfs::children(out[i]));
-        i += 1;
-    }
-    out
+    let u = procfs::usage(pid)?;
+    Some(Figures {
+        rss_bytes: u.rss_bytes,
+        cpu_seconds: u.cpu_ticks as f64 / procfs::ticks_per_second(),
+        fds: procfs::fd_count(pid).unwrap_or(0),
+        threads: u.threads,
+        processes: 1,
+    })
 }
 
 /// The whole tree under `pid`, summed.
 pub fn tree_figures(pid: i32) -> Option<Figures> {
     let mut sum = figures(pid)?;
-    for p in tree(pid).into_iter().skip(1) {
+    for p in procfs::tree(pid).into_iter().skip(1) {
         if let Some(f) = figures(p) {
             sum += f;
         }
@@ -304,8 +273,7 @@ pub async fn run(
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    // Without sysinfo (an unusual /proc), host memory reads as 0, not an error.
-    let mut system = sysinfo::System::new().ok();
+    let mut host = procfs::HostMemory::new();
     let mut meters: BTreeMap<String, LogMeter> = BTreeMap::new();
     for sp in &plan.services {
         let m = LogMeter {
@@ -369,10 +337,7 @@ pub async fn run(
                 log_bytes,
             });
         }
-        let mem_available_bytes = system.as_mut().map_or(0, |s| {
-            s.refresh_memory();
-            s.available_memory()
-        });
+        let mem_available_bytes = host.available();
         let me = figures(std::process::id() as i32).unwrap_or_default();
         rec.figures(None, me);
         rec.progress(live.join(", "));
@@ -437,15 +402,6 @@ mod tests {
     }
 
     #[test]
-    fn stat_fields_are_read_by_position() {
-        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 123 1000000 300 18446744073709551615";
-        let f = parse_stat_figures(stat, 4096, 100.0).unwrap();
-        assert_eq!(f.rss_bytes, 300 * 4096);
-        assert_eq!(f.cpu_seconds, 3.0);
-        assert_eq!(f.threads, 7);
-    }
-
-    #[test]
     fn the_log_meter_counts_across_rotations() {
         let mut m = LogMeter::default();
         assert_eq!(m.update(100, 1000), 100);
@@ -457,8 +413,21 @@ mod tests {
     #[test]
     fn this_process_has_figures_and_a_tree() {
         let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let f = tree_figures(me).unwrap();
+        let c = figures(child.id() as i32);
+        child.kill().unwrap();
+        child.wait().unwrap();
         assert!(f.rss_bytes > 0 && f.threads >= 1 && f.fds >= 3, "{f:?}");
-        assert_eq!(tree(me)[0], me);
+        assert!(f.processes >= 2, "the child is in the tree: {f:?}");
+        // Not its RSS: right after exec the kernel's per-CPU RSS counters
+        // may not have reached the total that /proc shows yet.
+        assert!(
+            c.is_some_and(|c| c.threads == 1 && c.processes == 1),
+            "{c:?}"
+        );
     }
 }
