@@ -94,23 +94,35 @@ fn disk_free(path: &Path) -> u64 {
 }
 
 /// Bytes a capped, rotating log has taken in: growth of the live file, and
-/// on rotation (the file shrank) what filled the old file up to the cap.
+/// on rotation what filled the old file up to the cap. A rotation is a new
+/// file (its inode), not only a smaller one: a flood that rotates every
+/// tick can leave the new file as large as the old one was. Rotations
+/// between two ticks beyond the first are not seen, so this is a lower
+/// bound under a flood, which is far above any limit all the same.
 #[derive(Default)]
 struct LogMeter {
     last: u64,
+    inode: u64,
     total: u64,
 }
 
 impl LogMeter {
-    fn update(&mut self, size: u64, cap: u64) -> u64 {
-        self.total += if size >= self.last {
-            size - self.last
-        } else {
+    fn update(&mut self, (size, inode): (u64, u64), cap: u64) -> u64 {
+        let rotated = size < self.last || (inode != self.inode && self.inode != 0);
+        self.total += if rotated {
             size + cap.saturating_sub(self.last)
+        } else {
+            size - self.last
         };
-        self.last = size;
+        (self.last, self.inode) = (size, inode);
         self.total
     }
+}
+
+/// A file's size and inode; zeros when it is not there (yet).
+fn size_and_inode(p: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).map_or((0, 0), |m| (m.len(), m.ino()))
 }
 
 /// Scrapes one service's own `/metrics` and journals the kept series.
@@ -276,8 +288,10 @@ pub async fn run(
     let mut host = procfs::HostMemory::new();
     let mut meters: BTreeMap<String, LogMeter> = BTreeMap::new();
     for sp in &plan.services {
+        let (last, inode) = size_and_inode(&sp.log);
         let m = LogMeter {
-            last: file_len(&sp.log),
+            last,
+            inode,
             total: 0,
         };
         meters.insert(sp.name.clone(), m);
@@ -327,7 +341,7 @@ pub async fn run(
                 });
             }
             let log_bytes = meters.get_mut(&sp.name).map_or(0, |m| {
-                m.update(file_len(&sp.log), sp.config.logs.max_size.0)
+                m.update(size_and_inode(&sp.log), sp.config.logs.max_size.0)
             });
             rec.journal.send(Record::ServiceSample {
                 ts,
@@ -404,10 +418,14 @@ mod tests {
     #[test]
     fn the_log_meter_counts_across_rotations() {
         let mut m = LogMeter::default();
-        assert_eq!(m.update(100, 1000), 100);
-        assert_eq!(m.update(900, 1000), 900);
+        assert_eq!(m.update((100, 7), 1000), 100);
+        assert_eq!(m.update((900, 7), 1000), 900);
         // Rotated: 100 more filled the old file, 50 went to the new one.
-        assert_eq!(m.update(50, 1000), 1050);
+        assert_eq!(m.update((50, 8), 1000), 1050);
+        // Rotated again, the new file as large as the last one: a new
+        // inode says so (a size alone read as no growth at all).
+        assert_eq!(m.update((50, 9), 1000), 2050);
+        assert_eq!(m.update((80, 9), 1000), 2080);
     }
 
     #[test]
