@@ -342,7 +342,16 @@ impl Load {
     /// Reads back every acknowledged write of `workload`, as the journal
     /// holds them, [`READBACK_IN_FLIGHT`] at a time within
     /// [`readback_budget`], and journals what it found.
-    pub async fn read_back(&self, workload: &str, rec: &Recorder) -> Option<ReadBack> {
+    ///
+    /// `down` says why its service cannot answer (it gave up, a step
+    /// stopped it): then nothing is read, and every acknowledged write is
+    /// journaled as unchecked, not as missing. Its data may be intact.
+    pub async fn read_back(
+        &self,
+        workload: &str,
+        rec: &Recorder,
+        down: Option<String>,
+    ) -> Option<ReadBack> {
         let (_, _, target, _) = self.tasks.iter().find(|(n, ..)| n == workload)?;
         target.write.as_ref()?;
         let read = target.read.clone()?;
@@ -350,7 +359,22 @@ impl Load {
         // to the journal.
         let journal = rec.journal.clone();
         let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
-        let rb = read_back_from(&self.journal, workload, &read, target.port).await;
+        let rb = match down {
+            None => read_back_from(&self.journal, workload, &read, target.port).await,
+            Some(why) => {
+                let (path, w) = (self.journal.clone(), workload.to_string());
+                match tokio::task::spawn_blocking(move || count_writes(&path, &w)).await {
+                    Ok(Ok(acknowledged)) => ReadBack {
+                        acknowledged,
+                        unchecked: acknowledged,
+                        unchecked_reason: why,
+                        ..ReadBack::default()
+                    },
+                    Ok(Err(e)) => unreadable_journal(&self.journal, e.to_string()),
+                    Err(e) => unreadable_journal(&self.journal, e.to_string()),
+                }
+            }
+        };
         let first: Vec<String> = rb
             .missing
             .iter()

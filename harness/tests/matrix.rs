@@ -73,7 +73,7 @@ start_grace = "10s"
 
 [workloads.cache]
 service = "redis"
-write = {{ exec = [{cli}, "-p", "{{port}}", "SET", "{{key}}", "{{value}}"] }}
+write = {{ exec = [{cli}, "-p", "{{port}}", "SET", "{{key}}", "{{value}}"], expect_body = "OK" }}
 read = {{ exec = [{cli}, "-p", "{{port}}", "GET", "{{key}}"], expect_body = "{{value}}" }}
 rate = "10/s"
 "#,

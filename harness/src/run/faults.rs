@@ -98,6 +98,18 @@ impl Driver<'_> {
             let Planned {
                 step, scheduled, ..
             } = &self.steps[next];
+            // Scheduled faults do not stack on one target: a second one
+            // would take the first's lowered limit or stopped process as
+            // the state to restore, and its verdicts could not tell the two
+            // apart. It is skipped, and the soak goes on.
+            if *scheduled
+                && let Some((_, held)) = active.iter().find(|(_, f)| f.target == step.target)
+            {
+                let why = format!("a {} fault was still held on {}", held.action, step.target);
+                schedule::skip(rec, next, step, why);
+                next += 1;
+                continue;
+            }
             // A scheduled fault on a service that is down waits for its
             // next ready incarnation, then is skipped: a soak never ends
             // because one fault could not land.

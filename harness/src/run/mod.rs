@@ -13,6 +13,7 @@ use crate::record::{Note, Severity};
 use crate::report::Report;
 use crate::schedule;
 use crate::session::{self, Opening, Session, SessionError};
+use crate::supervise::Phase;
 use crate::workload::Load;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -120,7 +121,17 @@ pub async fn run(sc: &Scenario, opts: Options) -> Result<Outcome, SessionError> 
         && let Some(load) = &load
     {
         for w in &sc.workloads {
-            load.read_back(w, &session.rec).await;
+            // A service that is not running cannot say what it kept.
+            let service = sc.config.workloads[w].service.get_ref();
+            let down = match session.sup.state(service).map(|s| s.borrow().phase) {
+                Ok(Phase::Ready) => None,
+                Ok(phase) => Some(format!(
+                    "{service} was not running at the end of the run ({})",
+                    phase.describe()
+                )),
+                Err(e) => Some(e.to_string()),
+            };
+            load.read_back(w, &session.rec, down).await;
         }
     }
     session.stop().await;

@@ -42,6 +42,20 @@ pub enum Phase {
     Stopped,
 }
 
+impl Phase {
+    /// In a few words, for a reason a user reads.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Ready => "ready",
+            Phase::Waiting => "waiting to restart",
+            Phase::Down => "down, not restarted by its policy",
+            Phase::GaveUp => "gave up restarting",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ServiceState {
     pub phase: Phase,

@@ -90,6 +90,20 @@ pub(super) fn writes_survive(j: &mut Judge, workload: &str) {
             ],
             Some(rb.ts),
         );
+    } else if checked == 0 && unchecked > 0 {
+        j.push(
+            "writes_survive",
+            svc.as_deref(),
+            Verdict::Unknown,
+            [
+                expected,
+                "none checked".into(),
+                format!(
+                    "none of the {acknowledged} acknowledged write(s) of {workload} could be read back: {unchecked_reason}"
+                ),
+            ],
+            Some(rb.ts),
+        );
     } else if unchecked > 0 {
         j.push(
             "writes_survive",
