@@ -349,6 +349,39 @@ fn stop_of_a_container_that_ignores_sigterm_fails() {
     );
 }
 
+/// An image whose STOPSIGNAL is SIGINT is stopped with SIGINT, and soak
+/// says so: the gateway that ignores SIGTERM exits on SIGINT within its
+/// grace, and the verdict, the fault and the journal all name SIGINT. (The
+/// same gateway in an image without a STOPSIGNAL fails, above.)
+#[test]
+fn stop_of_an_image_with_a_stopsignal_sends_and_names_it() {
+    images::engine();
+    let image = images::scratch_image_with(
+        "fixtures-sigint",
+        &[
+            fixture_bin("gateway").expect("the gateway binary"),
+            fixture_bin("store").expect("the store binary"),
+        ],
+        "STOPSIGNAL SIGINT\n",
+    );
+    let bench = Bench::new(&fixture_config(&image, "ignore-sigterm", "", ""));
+    let (code, out, report) = bench.chaos(&bench.scenario("graceful-stop-gateway"));
+    assert_eq!(code, 0, "{}\n{out}", assertions(&report, "fail"));
+    let stops = report["assertions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["name"] == "stops_within")
+        .expect("stops_within");
+    let why = stops["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("after SIGINT"), "{why}");
+    let stopping: i64 = bench.count(
+        "SELECT count(*) FROM events WHERE kind = 'stopping' AND service = 'gateway' \
+         AND json_extract(detail, '$.signal') = 'INT'",
+    );
+    assert!(stopping >= 1, "no `stopping` event naming INT:\n{out}");
+}
+
 #[test]
 fn a_duplicate_container_on_the_same_data_dir_is_refused() {
     must_pass("duplicate-pool-store", "", "");

@@ -62,6 +62,11 @@ fn libraries(binary: &Path) -> Vec<PathBuf> {
 /// A `FROM scratch` image named `soak-test-NAME` holding each binary at
 /// `/BASENAME` and its libraries at their own paths; returns `NAME:TAG`.
 pub fn scratch_image(name: &str, binaries: &[PathBuf]) -> String {
+    scratch_image_with(name, binaries, "")
+}
+
+/// [`scratch_image`] with more Dockerfile lines (`STOPSIGNAL SIGINT`).
+pub fn scratch_image_with(name: &str, binaries: &[PathBuf], dockerfile: &str) -> String {
     let mut files: BTreeSet<(PathBuf, String)> = BTreeSet::new();
     for b in binaries {
         let base = b.file_name().expect("a binary's name").to_string_lossy();
@@ -72,6 +77,7 @@ pub fn scratch_image(name: &str, binaries: &[PathBuf]) -> String {
         }
     }
     let mut hasher = DefaultHasher::new();
+    dockerfile.hash(&mut hasher);
     for (path, target) in &files {
         target.hash(&mut hasher);
         std::fs::read(path)
@@ -83,7 +89,7 @@ pub fn scratch_image(name: &str, binaries: &[PathBuf]) -> String {
         format!("{:016x}", hasher.finish()),
     );
     let mut image = GenericBuildableImage::new(repo.clone(), tag.clone())
-        .with_dockerfile_string("FROM scratch\nCOPY . /\n");
+        .with_dockerfile_string(format!("FROM scratch\nCOPY . /\n{dockerfile}"));
     for (path, target) in &files {
         image = image.with_file(path.clone(), target.clone());
     }
