@@ -16,11 +16,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::run::{Chaos, program, qp};
-
-fn redis_cli() -> String {
-    qp(&program("redis-cli", "redis-server"))
-}
+use support::run::{Chaos, program, qp, redis_cli};
 
 fn sandbox() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -27,7 +27,7 @@ use common::{Sandbox, descendants};
 use serde_json::Value;
 use soak::supervise::procfs;
 use std::collections::BTreeMap;
-use support::run::{Chaos, Run, chaos, nginx_service, program, q, qp};
+use support::run::{Chaos, Run, chaos, nginx_service, program, q, qp, redis_cli};
 
 const HARNESS: &str = "[harness]\nreports = \"reports\"\nsample_every = \"1s\"\n\n";
 
@@ -42,10 +42,6 @@ fn nginx_sandbox() -> Sandbox {
     )
     .unwrap();
     sb
-}
-
-fn redis_cli() -> String {
-    qp(&program("redis-cli", "redis-tools"))
 }
 
 /// redis-server with an append-only file in its data dir, probed by

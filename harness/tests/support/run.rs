@@ -41,6 +41,12 @@ pub fn program(name: &str, package: &str) -> PathBuf {
         })
 }
 
+/// redis-cli's path as a TOML string (Debian's redis-tools, which
+/// redis-server depends on).
+pub fn redis_cli() -> String {
+    qp(&program("redis-cli", "redis-tools"))
+}
+
 /// soak.toml's `[services.nginx]` (master and 2 workers, see
 /// [`super::NGINX_CONF`]), with the config template written into `dir`.
 /// The command renders the template with soak's port into the data dir and
